@@ -1,0 +1,5 @@
+import sys
+
+from dmsc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""A results folder: tidy CSV tables, figures as PNG and PDF, and metadata.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+RECORDED_PACKAGES = (
+    "dmsc-testbed",
+    "protobuf",
+    "grpcio",
+    "cryptography",
+    "networkx",
+    "pandas",
+    "matplotlib",
+)
+
+
+def new_results_dir(root: Path, label: str) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = root / f"{label}-{stamp}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def git_commit(repo: Path) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
+    return result.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def run_metadata(config: dict, repo: Path) -> dict:
+    """What a reader needs to reproduce a run: code, configuration, platform, seeds."""
+    canonical = json.dumps(config, sort_keys=True, default=str)
+    return {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(repo),
+        "config": config,
+        "config_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": package_versions(),
+    }
+
+
+def write_tables(frames: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
+    paths = []
+    for name, frame in frames.items():
+        path = folder / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def write_figure(figure, folder: Path, name: str) -> list[Path]:
+    paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
+    figure.savefig(paths[0], dpi=150)
+    figure.savefig(paths[1])
+    return paths
+
+
+def write_metadata(meta: dict, folder: Path) -> Path:
+    path = folder / "metadata.json"
+    path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    return path
