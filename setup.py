@@ -25,9 +25,10 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
-        # Exact pin: regenerating the committed gencode must be byte-for-byte reproducible.
-        "dev": ["grpcio-tools==1.85.1", "ruff>=0.6"],
+        # grpcio-tools: exact pin, so the test that regenerates the committed gencode is
+        # byte-for-byte reproducible.
+        "test": ["pytest>=8", "hypothesis>=6.100", "grpcio-tools==1.85.1"],
+        "dev": ["ruff>=0.6"],
     },
     entry_points={"console_scripts": ["dmsc = dmsc.cli:main"]},
     classifiers=[

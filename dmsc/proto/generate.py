@@ -1,7 +1,7 @@
 """Regenerate the Python modules from ``dmsc.proto``.
 
 The generated ``dmsc_pb2.py`` / ``dmsc_pb2_grpc.py`` are committed: installing the package then
-needs no compiler, and readers see the code they run. ``grpcio-tools`` is pinned in the ``dev``
+needs no compiler, and readers see the code they run. ``grpcio-tools`` is pinned in the ``test``
 extra so that regeneration is reproducible; ``tests/unit/test_proto.py`` fails when the committed
 modules no longer match the ``.proto``.
 
@@ -24,7 +24,7 @@ GENERATED = ("dmsc_pb2.py", "dmsc_pb2_grpc.py")
 
 def generate_into(out_root: Path) -> list[Path]:
     """Run protoc with the proto path at the repository root, so imports read ``dmsc.proto``."""
-    from grpc_tools import protoc  # dev dependency only
+    from grpc_tools import protoc  # test extra: not needed at run time
 
     args = [
         "grpc_tools.protoc",
