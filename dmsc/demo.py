@@ -67,7 +67,7 @@ class DemoRun:
                 }
             )
             if reply.accepted:
-                self.network.routers[sg].announce_prefix(name, reply.attestation, now)
+                self.network.announce(sg, name, reply.attestation)
                 self.announced.setdefault(name, set()).add(sg)
 
 

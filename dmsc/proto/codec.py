@@ -15,6 +15,9 @@ from dmsc.names import ServiceName
 from dmsc.proto import dmsc_pb2
 
 PROTOCOL_VERSION = 1
+#: Type 2 signalling: UDP between link-local addresses, sent to a link-scope multicast group.
+LINK_STATE_UDP_PORT = 6464
+ALL_DMSC_ROUTERS = "ff02::d5c"
 MAX_NODE_ID_LENGTH = 64
 MAX_COST = 0xFFFFFF  # leaves room to add path costs in 32 bits without overflow concerns
 
@@ -72,6 +75,11 @@ def check_packet(packet: dmsc_pb2.LinkStatePacket) -> None:
             )
         for neighbor in hello.neighbors:
             check_node_id(neighbor, f"hello from {packet.sender}: neighbor")
+        if len(hello.hardware_address) not in (0, 6):
+            raise DecodeError(
+                f"hello from {packet.sender}: hardware address of "
+                f"{len(hello.hardware_address)} bytes (need 6)"
+            )
     elif body == "update":
         for lsa in packet.update.lsas:
             check_lsa(lsa, f"update from {packet.sender}: LSA")

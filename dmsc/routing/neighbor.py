@@ -47,6 +47,7 @@ class Neighbor:
     interface: str
     state: State = State.DOWN
     dead_at: float = 0.0
+    hardware_address: bytes = b""  # its MAC on this link, from its hellos
     #: originator -> (sequence, is purge, time of next retransmission) of LSAs sent, not acked
     retransmit: dict[str, tuple[int, bool, float]] = field(default_factory=dict)
 

@@ -50,6 +50,7 @@ class Interface:
     cost: int
     up: bool = True
     next_hello: float = 0.0
+    hardware_address: bytes = b""  # announced in hellos: neighbors forward to it
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class LinkStateRouter:
         self._spf = SpfThrottle(
             self.timers.spf_initial_delay, self.timers.spf_hold, self.timers.spf_max_hold
         )
-        self._rib_valid_until: float | None = None
+        self._rib_recheck_at: float | None = None
         self._rejections_seen: set[tuple[str, str, str]] = set()
         self._last_origination: float | None = None
         self._origination_due: float | None = now
@@ -97,10 +98,12 @@ class LinkStateRouter:
 
     # ------------------------------------------------------------------ inputs
 
-    def add_interface(self, name: str, cost: int, now: float) -> None:
+    def add_interface(
+        self, name: str, cost: int, now: float, hardware_address: bytes = b""
+    ) -> None:
         if not 1 <= cost <= MAX_COST:
             raise ValueError(f"{self.node_id}: interface {name} cost {cost} not in 1..{MAX_COST}")
-        self.interfaces[name] = Interface(name, cost, up=True, next_hello=now)
+        self.interfaces[name] = Interface(name, cost, True, now, hardware_address)
         self.neighbors.setdefault(name, {})
 
     def set_interface_state(self, name: str, up: bool, now: float) -> None:
@@ -155,9 +158,7 @@ class LinkStateRouter:
         self._retransmit_due(now)
         self._age_lsdb(now)
         self._originate_if_due(now)
-        if self._spf.due(now) or (
-            self._rib_valid_until is not None and now >= self._rib_valid_until
-        ):
+        if self._spf.due(now) or (self._rib_recheck_at is not None and now >= self._rib_recheck_at):
             self._run_spf(now)
         self._flush(now)
 
@@ -182,7 +183,7 @@ class LinkStateRouter:
             deadlines.append(neighbor.dead_at)
             deadlines.extend(t for _, _, t in neighbor.retransmit.values())
         deadlines += [self.lsdb.next_expiry(), self._origination_due, self._spf.pending_at]
-        deadlines.append(self._rib_valid_until)
+        deadlines.append(self._rib_recheck_at)
         if self._last_origination is not None:
             deadlines.append(self._last_origination + self.timers.lsa_refresh)
         return min((d for d in deadlines if d is not None), default=None)
@@ -207,6 +208,7 @@ class LinkStateRouter:
         if neighbor is None:
             neighbor = self.neighbors[interface][sender] = Neighbor(sender, interface)
         neighbor.dead_at = now + hello.dead_interval_ms / 1000
+        neighbor.hardware_address = hello.hardware_address
         listed = self.node_id in hello.neighbors
         self._transition(neighbor, Event.HELLO_TWO_WAY if listed else Event.HELLO_ONE_WAY, now)
 
@@ -253,6 +255,7 @@ class LinkStateRouter:
             hello_interval_ms=int(self.timers.hello_interval * 1000),
             dead_interval_ms=int(self.timers.dead_interval * 1000),
             neighbors=sorted(heard),
+            hardware_address=interface.hardware_address,
         )
         self._emit(interface.name, self._packet(hello=hello))
         interface.next_hello = now + self.timers.hello_interval
@@ -430,7 +433,7 @@ class LinkStateRouter:
         self._attestations.forget_older_than(now)
         build = build_rib(self.node_id, spf, announcements, self._attestations, now)
         self._spf.ran(now)
-        self._rib_valid_until = build.valid_until
+        self._rib_recheck_at = build.recheck_at
         self.counters["spf_runs"] += 1
         for rejection in build.rejections:
             self._note_rejection(rejection, now)

@@ -145,6 +145,15 @@ class SimNetwork:
         self.crashed.discard(node_id)
         return self.add_node(node_id)
 
+    def announce(self, node_id: str, name: str, attestation) -> None:
+        """The node's SG role advertises ``name`` now (with the SPA's attestation)."""
+        self.routers[node_id].announce_prefix(name, attestation, self.now)
+        self._after_call(node_id)
+
+    def withdraw(self, node_id: str, name: str) -> None:
+        self.routers[node_id].withdraw_prefix(name, self.now)
+        self._after_call(node_id)
+
     def inject(self, node_id: str, interface: str, data: bytes) -> None:
         """Hand ``data`` to a node as if it had arrived on ``interface`` now."""
         self.routers[node_id].receive(interface, data, self.now)

@@ -55,7 +55,7 @@ def test_malformed_datagrams_are_counted_and_the_router_keeps_working(spa, data)
     network.inject("a", "eth0", data)
     assert router.counters["rx_decode_errors"] == 1
     assert any(e.kind == "decode-error" for e in router.events)
-    network.routers["b"].announce_prefix("/B", spa.attest("/B", "b", network.now), network.now)
+    network.announce("b", "/B", spa.attest("/B", "b", network.now))
     network.run_for(2.0)
     assert "/B" in {entry.label for _, entry in router.fib.items()}
 

@@ -27,9 +27,7 @@ def build(spa, graph=None, **link_options):
     announced = {"/B": {"r3", "r15"}, "/B/4": {"r3"}, "/B/7": {"r15"}, "/shop/cart": {"r9"}}
     for name, origins in announced.items():
         for origin in origins:
-            network.routers[origin].announce_prefix(
-                name, spa.attest(name, origin, network.now), network.now
-            )
+            network.announce(origin, name, spa.attest(name, origin, network.now))
     return network, announced
 
 
@@ -88,11 +86,9 @@ def test_restarted_node_jumps_past_its_old_sequence_numbers(spa):
     network, announced = build(spa)
     converge(network, announced)
     for _ in range(3):  # r4 originates a few times: its sequence runs ahead of a fresh start
-        network.routers["r4"].announce_prefix(
-            "/tmp", spa.attest("/tmp", "r4", network.now), network.now
-        )
+        network.announce("r4", "/tmp", spa.attest("/tmp", "r4", network.now))
         network.run_for(1.0)
-        network.routers["r4"].withdraw_prefix("/tmp", network.now)
+        network.withdraw("r4", "/tmp")
         network.run_for(1.0)
     converge(network, announced)
     old_sequence = network.routers["r4"].sequence
@@ -132,7 +128,7 @@ def test_replayed_old_lsa_changes_nothing_and_is_answered(spa):
     captured = capture_updates(network)
     converge(network, announced)
     old = next(d for d in captured if _originators(d) == {"r3"})
-    network.routers["r3"].withdraw_prefix("/B/4", network.now)  # r3 moves on: new sequence
+    network.withdraw("r3", "/B/4")  # r3 moves on: new sequence
     del announced["/B/4"]
     converge(network, announced)
     victim = network.routers[old.destination]
@@ -188,11 +184,10 @@ def test_prefix_with_a_rogue_or_replayed_attestation_is_never_installed(spa):
 
     network, announced = build(spa)
     rogue_key = demo_private_key("rogue")
-    network.routers["r5"].announce_prefix(
-        "/pay", issue_attestation(rogue_key, "/pay", "pod-x", "r5", network.now, 3600), network.now
-    )
+    rogue = issue_attestation(rogue_key, "/pay", "pod-x", "r5", network.now, 3600)
+    network.announce("r5", "/pay", rogue)
     stolen = spa.attest("/B/4", "r3", network.now)  # valid, but issued for r3
-    network.routers["r6"].announce_prefix("/B/4", stolen, network.now)
+    network.announce("r6", "/B/4", stolen)
     converge(network, announced)
     for router in network.routers.values():
         assert "/pay" not in actual_routes(router)
@@ -203,9 +198,7 @@ def test_prefix_with_a_rogue_or_replayed_attestation_is_never_installed(spa):
 
 def test_expired_attestation_is_withdrawn_from_every_fib(spa):
     network, announced = build(spa)
-    network.routers["r8"].announce_prefix(
-        "/short", spa.attest("/short", "r8", network.now, 20.0), network.now
-    )
+    network.announce("r8", "/short", spa.attest("/short", "r8", network.now, 20.0))
     with_short = {**announced, "/short": {"r8"}}
     converge(network, with_short)
     network.run_until_true(lambda: fibs_match(network, announced), timeout=30.0)
@@ -228,9 +221,7 @@ def test_colliding_names_are_refused_the_same_way_everywhere(spa):
     first, second = colliding_names()
     network, announced = build(spa)
     for name, origin in ((first, "r1"), (second, "r2")):
-        network.routers[origin].announce_prefix(
-            name, spa.attest(name, origin, network.now), network.now
-        )
+        network.announce(origin, name, spa.attest(name, origin, network.now))
     kept = min(first, second, key=ServiceName.parse)  # the RIB keeps the first in name order
     converge(network, {**announced, kept: {"r1" if kept == first else "r2"}})
     refused = second if kept == first else first
@@ -248,3 +239,14 @@ def test_slow_timers_are_honoured_a_crash_waits_for_the_dead_interval(spa):
     network.run_until_true(lambda: fibs_match(network, {}), timeout=120.0)
     detected = min(network.fib_changed_at[n] for n in network.live_routers()) - crashed_at
     assert 30.0 <= detected <= 40.0 + 1.0  # last hello up to 10 s before the crash
+
+
+def test_attestation_not_valid_yet_is_installed_once_it_becomes_valid(spa):
+    network, announced = build(spa)
+    early = spa.attest("/later", "r2", network.now + 10.0)  # issued ahead of the nodes' clocks
+    network.announce("r2", "/later", early)
+    converge(network, announced)
+    assert all("/later" not in actual_routes(r) for r in network.routers.values())
+    network.run_until_true(
+        lambda: fibs_match(network, {**announced, "/later": {"r2"}}), timeout=CONVERGE
+    )

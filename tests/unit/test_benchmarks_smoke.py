@@ -1,0 +1,122 @@
+"""Smoke test of benchmarks/bench_routing.py on tiny inputs: well-formed results, no timings."""
+
+import json
+import random
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from benchmarks import bench_routing as bench
+from dmsc.topologies.zoo import load_graphml
+
+ZOO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "topology-zoo"
+ABILENE = ZOO_DIR / "Abilene.graphml"
+
+
+def assert_timing(timing: bench.Timing, reps: int) -> None:
+    assert timing.reps == reps
+    assert 0 < timing.min_s <= timing.median_s <= timing.max_s
+
+
+def assert_converged(result: bench.ConvergenceBench, trials: int) -> None:
+    assert result.converged is True
+    assert len(result.trials) == trials
+    assert result.initial_s > 0 and result.wall_s > 0
+    for trial in result.trials:
+        assert trial.down_s > 0 and trial.up_s > 0
+        assert trial.routers_changed >= 2  # at least both ends of the failed link
+    assert result.down_max_s >= result.down_median_s > 0
+    json.dumps(bench.to_json(result))
+
+
+def test_spf_bench_on_a_50_node_graph():
+    result = bench.bench_spf(nodes=50, reps=2, cold_reps=1, seed=3)
+    assert (result.nodes, result.edges) == (50, 100)
+    assert result.announcing_nodes == 5 and result.prefixes >= 5
+    assert result.rib_routes > 50
+    for key, _ in bench.SPF_ROWS:
+        assert_timing(getattr(result, key), 1 if key == "route_cold" else 2)
+    assert set(result.ratios) == {"dijkstra_only", "spf", "route_warm", "route_cold"}
+    assert all(r["median"] > 0 and r["min"] > 0 for r in result.ratios.values())
+    assert "50 nodes" in bench.format_spf(result)
+
+
+def test_codec_bench_round_trips_realistic_lsas():
+    result = bench.bench_codec(lsas=20, reps=2, seed=3)
+    assert result.lsas == 20 and 1 <= result.packets < 20
+    assert result.mean_packet_bytes <= bench.MAX_PACKET_BYTES
+    for timing in (result.encode, result.decode, result.parse_baseline):
+        assert_timing(timing, 2)
+    assert min(result.encode_lsas_per_s, result.decode_lsas_per_s, result.parse_lsas_per_s) > 0
+    assert "decode_packet" in bench.format_codec(result)
+
+
+def test_packed_updates_respect_the_datagram_limit():
+    lsas = bench.realistic_lsas(30, seed=1)
+    packets = bench.pack_updates(lsas, sender="sr1")
+    assert sum(len(p.update.lsas) for p in packets) == 30
+    for packet in packets:
+        assert sum(lsa.ByteSize() + 4 for lsa in packet.update.lsas) <= bench.MAX_PACKET_BYTES
+
+
+def test_convergence_after_one_link_failure_on_abilene():
+    if not ABILENE.is_file():
+        pytest.skip(f"Topology Zoo sample {ABILENE} is absent (shared data not checked out)")
+    graph = load_graphml(ABILENE)
+    plan = bench.service_plan(graph.nodes, random.Random(2))
+    result = bench.bench_convergence(graph, "Abilene", plan, failures=1, seed=2)
+    assert_converged(result, trials=1)
+    assert result.nodes == 11 and result.prefixes >= 1
+    assert "Abilene" in bench.format_convergence(result)
+
+
+def test_convergence_on_the_figure2_shape_fails_each_router_link():
+    plan = bench.figure2_plan()
+    result = bench.bench_convergence(bench.figure2_graph(), "fig2", plan, failures=10, seed=1)
+    assert_converged(result, trials=3)  # only the SR triangle's links keep it connected
+    assert {frozenset(t.link) for t in result.trials} == {
+        frozenset(link) for link in bench.FIGURE2_LINKS if link[0].startswith("sr")
+    }
+
+
+def test_reference_routes_use_every_equal_cost_first_hop_and_nearest_origin():
+    graph = nx.DiGraph()
+    for u, v in (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")):
+        graph.add_edge(u, v, weight=1)
+        graph.add_edge(v, u, weight=1)
+    routes = bench.reference_routes(graph, {"/B": {"d", "b"}})
+    assert routes["a"]["d"] == (2, frozenset({"b", "c"}), False)
+    assert routes["a"]["/B"] == (1, frozenset({"b"}), False)
+    assert routes["b"]["/B"] == (0, frozenset(), True)
+
+
+def test_missing_topology_is_refused_before_anything_runs(tmp_path, capsys):
+    missing = tmp_path / "nope.graphml"
+    assert bench.main(["--quick", "--topology", str(missing)]) == 2
+    assert f"topology {missing} not found" in capsys.readouterr().err
+
+
+def test_routes_that_never_match_the_reference_are_reported(spa):
+    network = bench.network_from_graph(bench.figure2_graph(), spa.verifier)
+    never_announced = {"/X": {"sg1"}}
+    with pytest.raises(bench.BenchmarkError, match="differ from a fresh SPF"):
+        bench.wait_settled(network, never_announced, timeout=30.0)
+
+
+def test_a_tree_topology_is_refused_before_anything_runs(tmp_path, capsys):
+    tree = tmp_path / "tree.graphml"
+    nx.write_graphml(nx.path_graph(4), tree)
+    assert bench.main(["--quick", "--topology", str(tree)]) == 1
+    assert "every link is a bridge" in capsys.readouterr().err
+
+
+def test_whole_run_on_tiny_sizes_is_json_serialisable(tmp_path):
+    if not ABILENE.is_file():
+        pytest.skip(f"Topology Zoo sample {ABILENE} is absent (shared data not checked out)")
+    config = bench.BenchConfig((30,), 1, 1, 10, 1, 1, seed=1, topology=ABILENE)
+    lines: list[str] = []
+    results = bench.run(config, quick=True, emit=lines.append)
+    assert [r.converged for r in results["convergence"]] == [True, True]
+    assert json.loads(json.dumps(bench.to_json(results)))["config"]["topology"] == str(ABILENE)
+    assert any("Figure 2" in line for line in lines)
