@@ -10,7 +10,7 @@ from dmsc import __version__
 from dmsc.errors import DmscError
 
 #: Modules of ``dmsc.cli`` that add a subcommand, in the order ``dmsc --help`` lists them.
-SUBCOMMAND_MODULES = ("demo", "names", "spa")
+SUBCOMMAND_MODULES = ("demo", "names", "spa", "capture", "clean")
 
 
 def build_parser() -> argparse.ArgumentParser:

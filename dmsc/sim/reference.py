@@ -23,28 +23,47 @@ def first_hops(graph: nx.DiGraph, lengths: dict, source: str, targets: set[str])
 
 
 def expected_routes(network: SimNetwork, announced: dict[str, set[str]]) -> dict[str, Routes]:
-    """Per live node: a route to every reachable node, and to each name announced (validly) by
-    ``announced[name]`` origins, toward the nearest origin(s)."""
-    graph = network.graph()
+    """Per live node of a simulated network (see :func:`expected_routes_on`)."""
+    return expected_routes_on(network.graph(), announced)
+
+
+def expected_routes_on(graph: nx.DiGraph, announced: dict[str, set[str]]) -> dict[str, Routes]:
+    """Per node: a route to every reachable node, and to each name announced by
+    ``announced[name]`` origins, toward the nearest origin(s). ``graph`` has directed
+    ``weight`` costs."""
     lengths = dict(nx.all_pairs_dijkstra_path_length(graph))
     expected: dict[str, Routes] = {}
     for node in graph.nodes:
         routes: Routes = {}
         for target in lengths[node]:
             local = target == node
-            routes[target] = (
-                frozenset() if local else first_hops(graph, lengths, node, {target}),
-                local,
-            )
+            hops = frozenset() if local else first_hops(graph, lengths, node, {target})
+            routes[target] = (hops, local)
         for name, origins in announced.items():
             reachable = {o for o in origins if o in lengths[node]}
             if not reachable:
                 continue
-            local = node in reachable and lengths[node][node] == 0
+            local = node in reachable
             hops = frozenset() if local else first_hops(graph, lengths, node, reachable)
             routes[name] = (hops, local)
         expected[node] = routes
     return expected
+
+
+def directed(graph: nx.Graph, cost: str = "cost") -> nx.DiGraph:
+    """An undirected topology with per-link ``cost`` as the directed graph SPF sees."""
+    out = nx.DiGraph()
+    out.add_nodes_from(graph.nodes)
+    for u, v, data in graph.edges(data=True):
+        out.add_edge(u, v, weight=data.get(cost, 10))
+        out.add_edge(v, u, weight=data.get(cost, 10))
+    return out
+
+
+def routes_from_fib_rows(rows: list[dict]) -> Routes:
+    """The same shape from a node's admin-socket ``fib`` answer."""
+    return {row["label"]: (frozenset(h["node"] for h in row["next_hops"]), row["local"])
+            for row in rows}
 
 
 def actual_routes(router: LinkStateRouter) -> Routes:

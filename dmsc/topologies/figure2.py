@@ -22,26 +22,9 @@ host C/2 and C/3. Every pod also answers for its services' anycast names (/A, /B
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import networkx as nx
 
-
-@dataclass(frozen=True)
-class PodSpec:
-    name: str
-    gateway: str
-    instances: tuple[str, ...]
-
-    @property
-    def services(self) -> tuple[str, ...]:
-        return tuple(sorted({"/" + i.strip("/").split("/")[0] for i in self.instances}))
-
-    @property
-    def prefixes(self) -> tuple[str, ...]:
-        """Everything the pod announces: its instances and their services' anycast names."""
-        return self.services + self.instances
-
+from dmsc.topologies.spec import LinkSpec, PodSpec, TopologySpec
 
 SERVICE_ROUTERS = ("sr1", "sr2", "sr3")
 SERVICE_GATEWAYS = ("sg1", "sg2", "sg3", "sg4")
@@ -68,11 +51,17 @@ SPAS = {f"spa{i}": f"sg{i}" for i in range(1, 5)}
 SCSC = "scsc"
 
 
+def spec() -> TopologySpec:
+    return TopologySpec(
+        name="figure2",
+        gateways=SERVICE_GATEWAYS,
+        routers=SERVICE_ROUTERS,
+        links=tuple(LinkSpec(a, b, cost) for a, b, cost in LINKS),
+        pods=PODS,
+        spas=SPAS,
+    )
+
+
 def router_graph() -> nx.Graph:
     """SGs and SRs with ``cost`` on each link, the shape the link-state protocol sees."""
-    graph = nx.Graph(name="figure2")
-    for node in SERVICE_GATEWAYS + SERVICE_ROUTERS:
-        graph.add_node(node, role="sg" if node.startswith("sg") else "sr")
-    for a, b, cost in LINKS:
-        graph.add_edge(a, b, cost=cost)
-    return graph
+    return spec().router_graph()

@@ -20,6 +20,7 @@ EARTH_RADIUS_KM = 6371.0
 FIBRE_KM_PER_S = 200_000.0  # ~2/3 of c
 COST_UNIT_S = 100e-6
 DEFAULT_DELAY_S = 1e-3  # for a link with an endpoint of unknown position
+MAX_ID = 8  # node ids become host names, and "<id>-eth<n>" must fit Linux's 15 characters
 
 
 def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -34,7 +35,9 @@ def _node_ids(graph: nx.Graph) -> dict:
     ids: dict = {}
     used: set[str] = set()
     for key, data in graph.nodes(data=True):
-        base = re.sub(r"[^A-Za-z0-9]+", "", str(data.get("label", key)))[:12] or f"n{key}"
+        base = re.sub(r"[^A-Za-z0-9]+", "", str(data.get("label", key)))[:MAX_ID] or f"n{key}"
+        if not base[0].isalpha():
+            base = f"n{base}"[:MAX_ID]
         candidate, suffix = base, 2
         while candidate in used:
             candidate, suffix = f"{base}{suffix}", suffix + 1

@@ -1,0 +1,164 @@
+"""Configuration of the node programs: one JSON file per node, checked before anything starts.
+
+The emulator writes these files; a person can too (`dmsc node sg --config sg1.json`). An unknown
+key, a missing one or a wrong type is an error naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dmsc.errors import ConfigError, InvalidName
+from dmsc.names import ServiceName
+from dmsc.routing.config import LinkStateTimers
+
+#: On every edge link (SG-pod, SG-SPA) the SG side is fe80::1 and the other side fe80::2, so
+#: pods and SGs find each other without discovery.
+GATEWAY_LINK_LOCAL = "fe80::1"
+EDGE_PEER_LINK_LOCAL = "fe80::2"
+POD_GATEWAY_PORT = 50061
+SPA_PORT = 50051
+
+
+@dataclass(frozen=True)
+class RouterInterface:
+    name: str
+    cost: int = 10
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """An SG or SR: link-state on its router interfaces; an SG also serves pods."""
+
+    node_id: str
+    role: str  # "sg" or "sr"
+    interfaces: tuple[RouterInterface, ...]
+    admin_socket: str
+    trust_anchors: tuple[str, ...]  # SPA public keys (base64), every node holds them
+    timers: dict = field(default_factory=dict)
+    pod_interfaces: tuple[str, ...] = ()  # SG only: one link per pod
+    spa_target: str = ""  # SG only: gRPC target of its SPA
+    lease_max_ms: int = 10_000
+    forward: bool = True  # run the Python forwarder (off only for control-plane tests)
+
+    def __post_init__(self) -> None:
+        if self.role not in ("sg", "sr"):
+            raise ConfigError(f"node {self.node_id}: role must be 'sg' or 'sr', not {self.role!r}")
+        if self.pod_interfaces and not self.spa_target:
+            raise ConfigError(f"node {self.node_id}: an SG with pods needs spa_target")
+        if self.role == "sr" and self.pod_interfaces:
+            raise ConfigError(f"node {self.node_id}: an SR has no pod_interfaces")
+        LinkStateTimers.from_mapping(self.timers, f"node {self.node_id}: timers")
+
+    @property
+    def link_state_timers(self) -> LinkStateTimers:
+        return LinkStateTimers.from_mapping(self.timers)
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    name: str  # e.g. "/B/4": the pod also answers for the service "/B"
+    services: tuple[str, ...] = ("udp-echo", "tcp-echo", "http")
+
+    def __post_init__(self) -> None:
+        try:
+            parsed = ServiceName.parse(self.name)
+        except InvalidName as error:
+            raise ConfigError(f"instance: {error}") from None
+        if parsed.depth < 2:
+            raise ConfigError(f"instance {self.name}: needs a service and an instance, as /B/4")
+        unknown = set(self.services) - set(POD_SERVICES)
+        if unknown:
+            raise ConfigError(
+                f"instance {self.name}: unknown services {sorted(unknown)}; "
+                f"known: {list(POD_SERVICES)}"
+            )
+
+
+POD_SERVICES = ("udp-echo", "tcp-echo", "http")
+
+
+@dataclass(frozen=True)
+class PodConfig:
+    pod_id: str
+    interface: str
+    gateway_node_id: str
+    instances: tuple[InstanceConfig, ...]
+    key_label: str = ""  # demo key derived from this label (see dmsc.spa.keys.demo_private_key)
+    key_file: str = ""  # or a PEM private key
+    lease_ms: int = 6_000
+    admin_socket: str = ""
+    extra_claims: tuple[str, ...] = ()  # claimed without hosting them (tests of the SPA)
+
+    def __post_init__(self) -> None:
+        if bool(self.key_label) == bool(self.key_file):
+            raise ConfigError(f"pod {self.pod_id}: give exactly one of key_label and key_file")
+        if not self.instances:
+            raise ConfigError(f"pod {self.pod_id}: no instances")
+
+
+def _convert(value: Any, kind: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        (item,) = typing.get_args(kind)[:1]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(kind, type) and hasattr(kind, "__dataclass_fields__"):
+        return from_mapping(kind, value, where)
+    expected = {int: int, str: str, bool: bool, dict: dict}.get(kind)
+    if expected is None:
+        return value
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {expected.__name__}, got {value!r}")
+    return value
+
+
+def from_mapping(cls: type, data: Any, where: str) -> Any:
+    """A dataclass from a JSON mapping; unknown or missing keys are errors naming them."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    missing = [
+        n
+        for n, f in known.items()
+        if n not in data and f.default is MISSING and f.default_factory is MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    values = {k: _convert(v, hints[k], f"{where}: {k}") for k, v in data.items()}
+    return cls(**values)
+
+
+def load(cls: type, path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not JSON ({error})") from None
+    return from_mapping(cls, data, str(path))
+
+
+def to_mapping(config: Any) -> Any:
+    """The JSON-ready form of a config dataclass (inverse of from_mapping)."""
+    if hasattr(config, "__dataclass_fields__"):
+        return {f.name: to_mapping(getattr(config, f.name)) for f in fields(config)}
+    if isinstance(config, tuple | list):
+        return [to_mapping(v) for v in config]
+    return config
+
+
+def write(config: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(to_mapping(config), indent=2) + "\n")
+    return path

@@ -1,0 +1,404 @@
+"""The emulated DMSC network: a TopologySpec as Mininet hosts running the node programs.
+
+    with EmulatedNetwork(figure2.spec()) as net:     # always torn down, even on error
+        net.wait_converged()
+        net.hosts["pod2"].cmd(...)
+
+No switches and no controller: every link is a veth pair between two hosts. Start order is
+SPAs, then SGs and SRs, then pods, each waited for by polling (never a fixed sleep); stop is the
+reverse, each program terminated, waited for, then killed. What was created is recorded in a
+state file under ``/run/dmsc`` so that ``dmsc clean`` can remove what a crashed run left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dmsc.errors import DmscError
+from dmsc.nodes import admin
+from dmsc.nodes import config as node_config
+from dmsc.nodes.config import (
+    EDGE_PEER_LINK_LOCAL,
+    GATEWAY_LINK_LOCAL,
+    SPA_PORT,
+    InstanceConfig,
+    PodConfig,
+    RouterConfig,
+    RouterInterface,
+)
+from dmsc.routing import LinkStateTimers
+from dmsc.sim.reference import directed, expected_routes_on, routes_from_fib_rows
+from dmsc.spa.keys import demo_private_key, public_key_to_text, save_private_key
+from dmsc.spa.policy import PodIdentity, SpaPolicy, dump_policy
+from dmsc.topologies.spec import TopologySpec
+
+log = logging.getLogger(__name__)
+RUN_ROOT = Path("/run/dmsc")
+HOST_SYSCTLS = (
+    "net.ipv6.conf.all.disable_ipv6=0",
+    "net.ipv6.conf.default.disable_ipv6=0",
+    "net.ipv6.conf.all.accept_dad=0",
+    "net.ipv6.conf.default.accept_dad=0",
+    "net.ipv6.conf.all.forwarding=0",  # only the Python forwarder forwards
+)
+OFFLOADS_OFF = ("rx", "off", "tx", "off", "tso", "off", "gso", "off", "gro", "off")
+
+
+def require_mininet():
+    if os.geteuid() != 0:
+        raise DmscError("the emulated network needs root (Mininet creates network namespaces)")
+    try:
+        import mininet.net  # noqa: F401  (Debian's python3-mininet)
+    except ImportError:
+        raise DmscError(
+            "Mininet is not importable: install Debian's 'mininet' package and run "
+            "from the project's virtualenv (./testbed setup)"
+        ) from None
+
+
+@dataclass
+class Program:
+    host: str
+    role: str
+    process: subprocess.Popen
+    log_path: Path
+
+
+@dataclass
+class Edge:
+    """An SG's link to a pod or an SPA: the SG side is fe80::1, the other side fe80::2."""
+
+    sg: str
+    sg_interface: str
+    peer: str
+    peer_interface: str
+
+
+@dataclass
+class EmulatedNetwork:
+    spec: TopologySpec
+    timers: LinkStateTimers = field(default_factory=LinkStateTimers)
+    forward: bool = True
+    run_dir: Path | None = None  # configs, logs, sockets; a temporary one is removed at stop
+
+    def __post_init__(self) -> None:
+        self.net = None
+        self.hosts: dict = {}
+        self.router_interfaces: dict[str, list[str]] = {}
+        self.link_ends: dict[tuple[str, str], tuple[str, str]] = {}  # (a, b) -> their interfaces
+        self.links_down: set[tuple[str, str]] = set()
+        self.edges: dict[str, Edge] = {}  # pod or SPA name -> its edge
+        self.programs: dict[str, Program] = {}
+        self._cleanups: list[Callable[[], object]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> EmulatedNetwork:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        require_mininet()
+        if self.run_dir is None:
+            self.run_dir = RUN_ROOT / f"{self.spec.name}-{os.getpid()}"
+            self._cleanups.append(lambda: shutil.rmtree(self.run_dir, ignore_errors=True))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._cleanups.append(lambda: shutil.rmtree(self.run_dir / "sock", ignore_errors=True))
+        self._build_hosts_and_links()
+        self._write_state()
+        self._start_spas()
+        self._start_routers()
+        self._start_pods()
+
+    def stop(self) -> None:
+        """Reverse order: pods, routers, SPAs, then Mininet; safe to call twice."""
+        for role in ("pod", "router", "spa"):
+            for name in [n for n, p in self.programs.items() if p.role == role]:
+                self._terminate(self.programs.pop(name))
+        while self._cleanups:
+            try:
+                self._cleanups.pop()()
+            except Exception as error:  # teardown goes on: report, never mask the first error
+                log.warning("teardown step failed: %s", error)
+        if self.run_dir is not None and self.run_dir.exists():
+            (self.run_dir / "state.json").unlink(missing_ok=True)
+
+    def log_tails(self, size: int = 3000) -> dict[str, str]:
+        """The end of every program's log, for a failure report."""
+        tails = {}
+        for path in sorted(self.run_dir.glob("*.log")) if self.run_dir else []:
+            tails[path.stem] = path.read_text(errors="replace")[-size:]
+        return tails
+
+    # ------------------------------------------------------------------ building
+
+    def _build_hosts_and_links(self) -> None:
+        from mininet.net import Mininet
+
+        self.net = Mininet(topo=None, build=False, controller=None, cleanup=False)
+        self._cleanups.append(self.net.stop)
+        spec = self.spec
+        for name in (*spec.gateways, *spec.routers, *spec.spas, *(p.name for p in spec.pods)):
+            host = self.net.addHost(name, ip=None)
+            for setting in HOST_SYSCTLS:
+                host.cmd("sysctl", "-qw", setting)
+            host.cmd("ip", "link", "set", "lo", "up")
+            self.hosts[name] = host
+        for link in spec.links:
+            ends = self._add_link(link.a, link.b, link.bandwidth_mbps)
+            self.link_ends[(link.a, link.b)] = ends
+            self.router_interfaces.setdefault(link.a, []).append(ends[0])
+            self.router_interfaces.setdefault(link.b, []).append(ends[1])
+        for peer, sg in [*spec.spas.items(), *((p.name, p.gateway) for p in spec.pods)]:
+            sg_interface, peer_interface = self._add_link(sg, peer, None)
+            self.edges[peer] = Edge(sg, sg_interface, peer, peer_interface)
+            self._address(sg, sg_interface, GATEWAY_LINK_LOCAL)
+            self._address(peer, peer_interface, EDGE_PEER_LINK_LOCAL)
+
+    def _add_link(self, a: str, b: str, bandwidth_mbps: float | None) -> tuple[str, str]:
+        from mininet.link import Link, TCLink
+
+        options = {"cls": TCLink, "bw": bandwidth_mbps} if bandwidth_mbps else {"cls": Link}
+        link = self.net.addLink(self.hosts[a], self.hosts[b], **options)
+        for interface in (link.intf1, link.intf2):
+            interface.node.cmd("ethtool", "-K", interface.name, *OFFLOADS_OFF)
+            interface.node.cmd("ip", "link", "set", interface.name, "up")
+        return link.intf1.name, link.intf2.name
+
+    def _address(self, host: str, interface: str, address: str) -> None:
+        self.hosts[host].cmd("ip", "-6", "addr", "add", f"{address}/64", "dev", interface, "nodad")
+
+    def _write_state(self) -> None:
+        """What `dmsc clean` needs if this process dies: host shell pids and link names."""
+        state = {
+            "pid": os.getpid(),
+            "shells": {name: host.pid for name, host in self.hosts.items()},
+            "links": sorted(
+                {i for ends in self.link_ends.values() for i in ends}
+                | {e.sg_interface for e in self.edges.values()}
+            ),
+        }
+        (self.run_dir / "state.json").write_text(json.dumps(state, indent=2))
+
+    # ------------------------------------------------------------------ programs
+
+    def _popen(self, host: str, role: str, command: list[str]) -> Program:
+        log_path = self.run_dir / f"{host}.log"
+        with open(log_path, "ab") as log_file:
+            # Mininet runs it through `mnexec -da`, which already makes it a session leader
+            process = self.hosts[host].popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+        program = Program(host, role, process, log_path)
+        self.programs[host] = program
+        return program
+
+    def _terminate(self, program: Program, grace: float = 3.0) -> None:
+        if program.process.poll() is None:
+            program.process.send_signal(signal.SIGTERM)
+            try:
+                program.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.1f s: killing it", program.host, grace)
+                program.process.kill()
+                program.process.wait()
+
+    def _config_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.json"
+
+    def admin_socket(self, name: str) -> str:
+        return str(self.run_dir / "sock" / f"{name}.sock")
+
+    def _start_spas(self) -> None:
+        for spa, sg in self.spec.spas.items():
+            key_path = self.run_dir / f"{spa}.key"
+            save_private_key(demo_private_key(spa), key_path)
+            policy_path = self.run_dir / f"{spa}-policy.yaml"
+            policy_path.write_text(json.dumps(dump_policy(self._policy_for(sg))))
+            command = [
+                sys.executable,
+                "-m",
+                "dmsc",
+                "spa",
+                "serve",
+                "--policy",
+                str(policy_path),
+                "--key",
+                str(key_path),
+                "--listen",
+                f"[::]:{SPA_PORT}",
+            ]
+            self._popen(spa, "spa", command)
+        for spa in self.spec.spas:
+            self._wait(lambda spa=spa: self._listening(spa, SPA_PORT), f"SPA {spa} listening", 15)
+
+    def _policy_for(self, sg: str) -> SpaPolicy:
+        pods = [p for p in self.spec.pods if p.gateway == sg]
+        return SpaPolicy(
+            {
+                p.name: PodIdentity(p.name, demo_private_key(p.name).public_key(), p.prefixes)
+                for p in pods
+            }
+        )
+
+    def _listening(self, host: str, port: int) -> bool:
+        output = self.hosts[host].cmd("ss", "-Hltn", f"sport = :{port}")
+        return str(port) in output
+
+    def _start_routers(self) -> None:
+        anchors = tuple(
+            public_key_to_text(demo_private_key(spa).public_key()) for spa in self.spec.spas
+        )
+        for name in (*self.spec.gateways, *self.spec.routers):
+            config = self._router_config(name, anchors)
+            node_config.write(config, self._config_path(name))
+            command = [
+                sys.executable,
+                "-m",
+                "dmsc.nodes",
+                "router",
+                "--config",
+                str(self._config_path(name)),
+            ]
+            self._popen(name, "router", command)
+        for name in (*self.spec.gateways, *self.spec.routers):
+            self._wait(lambda name=name: self._answers(name), f"{name} admin socket", 20)
+
+    def _router_config(self, name: str, anchors: tuple[str, ...]) -> RouterConfig:
+        is_sg = name in self.spec.gateways
+        costs = {}
+        for link in self.spec.links:
+            for end, interface in zip(
+                (link.a, link.b), self.link_ends[(link.a, link.b)], strict=True
+            ):
+                if end == name:
+                    costs[interface] = link.cost
+        spa_edges = [e for e in self.edges.values() if e.sg == name and e.peer in self.spec.spas]
+        return RouterConfig(
+            node_id=name,
+            role="sg" if is_sg else "sr",
+            interfaces=tuple(RouterInterface(i, c) for i, c in costs.items()),
+            admin_socket=self.admin_socket(name),
+            trust_anchors=anchors,
+            timers={k: v for k, v in vars(self.timers).items()},
+            pod_interfaces=tuple(
+                e.sg_interface
+                for e in self.edges.values()
+                if e.sg == name and e.peer not in self.spec.spas
+            ),
+            spa_target=(
+                f"ipv6:[{EDGE_PEER_LINK_LOCAL}%25{spa_edges[0].sg_interface}]:{SPA_PORT}"
+                if spa_edges
+                else ""
+            ),
+            forward=self.forward,
+        )
+
+    def _start_pods(self) -> None:
+        for pod in self.spec.pods:
+            config = PodConfig(
+                pod_id=pod.name,
+                interface=self.edges[pod.name].peer_interface,
+                gateway_node_id=pod.gateway,
+                instances=tuple(InstanceConfig(i) for i in pod.instances),
+                key_label=pod.name,
+                admin_socket=self.admin_socket(pod.name),
+                extra_claims=pod.unauthorized,
+            )
+            node_config.write(config, self._config_path(pod.name))
+            command = [
+                sys.executable,
+                "-m",
+                "dmsc.nodes",
+                "pod",
+                "--config",
+                str(self._config_path(pod.name)),
+            ]
+            self._popen(pod.name, "pod", command)
+        for pod in self.spec.pods:
+            self._wait(lambda pod=pod: self._pod_announced(pod.name), f"{pod.name} announced", 20)
+
+    def _pod_announced(self, name: str) -> bool:
+        try:
+            status = self.ask(name, "status")
+        except DmscError:
+            return False
+        return status["last_renewal"] is not None
+
+    def _answers(self, name: str) -> bool:
+        try:
+            self.ask(name, "status")
+        except DmscError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ observing
+
+    def ask(self, node: str, query: str, **arguments):
+        return admin.ask(self.admin_socket(node), query, **arguments)
+
+    def _wait(self, condition: Callable[[], bool], what: str, timeout: float) -> float:
+        """Poll ``condition`` until true; raise naming ``what`` (and any dead program)."""
+        start = time.monotonic()
+        while not condition():
+            self._check_programs_alive()
+            if time.monotonic() - start > timeout:
+                raise DmscError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(0.05)
+        return time.monotonic() - start
+
+    def _check_programs_alive(self) -> None:
+        for program in self.programs.values():
+            code = program.process.poll()
+            if code is not None:
+                tail = program.log_path.read_text(errors="replace")[-2000:]
+                raise DmscError(f"{program.host} ({program.role}) exited with {code}:\n{tail}")
+
+    def working_graph(self):
+        """The router graph without the links taken down through :meth:`set_link`."""
+        graph = self.spec.router_graph()
+        graph.remove_edges_from(self.links_down)
+        return graph
+
+    def set_link(self, a: str, b: str, up: bool) -> None:
+        """Take a router link down or up (both ends, as a cable pull would)."""
+        key = (a, b) if (a, b) in self.link_ends else (b, a)
+        if key not in self.link_ends:
+            raise DmscError(f"no link between {a} and {b}")
+        state = "up" if up else "down"
+        for node, interface in zip(key, self.link_ends[key], strict=True):
+            self.hosts[node].cmd("ip", "link", "set", interface, state)
+        if up:
+            self.links_down.discard(key)
+        else:
+            self.links_down.add(key)
+
+    def fibs_match_reference(self, announced: dict[str, set[str]] | None = None) -> bool:
+        announced = self.spec.announced() if announced is None else announced
+        expected = expected_routes_on(directed(self.working_graph()), announced)
+        for node, routes in expected.items():
+            try:
+                actual = routes_from_fib_rows(self.ask(node, "fib"))
+            except DmscError:
+                return False
+            if actual != routes:
+                return False
+        return True
+
+    def wait_converged(self, timeout: float = 30.0, announced=None) -> float:
+        return self._wait(lambda: self.fibs_match_reference(announced), "convergence", timeout)

@@ -1,0 +1,88 @@
+"""The sockets of a node program: link-state UDP per interface, and carrier changes by netlink."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dmsc.proto.codec import ALL_DMSC_ROUTERS, LINK_STATE_UDP_PORT
+
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+RTMGRP_LINK = 1
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
+_NLMSGHDR = struct.Struct("=IHHII")
+_IFINFOMSG = struct.Struct("=BxHiII")
+MAX_DATAGRAM = 65535
+
+
+def open_link_state_socket(interface: str) -> socket.socket:
+    """A UDP socket for type 2 signalling on one interface: bound to it, in the DMSC group."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        index = socket.if_nametoindex(interface)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
+        sock.bind(("::", LINK_STATE_UDP_PORT))
+        group = socket.inet_pton(socket.AF_INET6, ALL_DMSC_ROUTERS) + struct.pack("@I", index)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def group_address(interface: str) -> tuple[str, int, int, int]:
+    return (ALL_DMSC_ROUTERS, LINK_STATE_UDP_PORT, 0, socket.if_nametoindex(interface))
+
+
+def hardware_address(interface: str) -> bytes:
+    with open(f"/sys/class/net/{interface}/address") as handle:
+        return bytes.fromhex(handle.read().strip().replace(":", ""))
+
+
+def is_up(interface: str) -> bool:
+    """Administratively up and carrier present."""
+    try:
+        with open(f"/sys/class/net/{interface}/operstate") as handle:
+            state = handle.read().strip()
+        with open(f"/sys/class/net/{interface}/flags") as handle:
+            flags = int(handle.read().strip(), 16)
+    except OSError:
+        return False
+    return bool(flags & IFF_UP) and state in ("up", "unknown")
+
+
+def open_link_monitor() -> socket.socket:
+    """A netlink socket that hears every interface state change at once (no polling)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    sock.bind((0, RTMGRP_LINK))
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    index: int
+    up: bool
+
+
+def parse_link_changes(data: bytes) -> Iterator[LinkChange]:
+    """RTM_NEWLINK/RTM_DELLINK messages → (interface index, up and carrier)."""
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, kind, _, _, _ = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size:
+            return
+        body = offset + _NLMSGHDR.size
+        if kind in (RTM_NEWLINK, RTM_DELLINK) and body + _IFINFOMSG.size <= len(data):
+            _, _, index, flags, _ = _IFINFOMSG.unpack_from(data, body)
+            up = kind == RTM_NEWLINK and bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
+            yield LinkChange(index, up)
+        offset += (length + 3) & ~3

@@ -1,0 +1,230 @@
+"""The pod runtime: hosts service instances, announces them to its SG, renews, withdraws on exit.
+
+For each instance (``/B/4``) the pod owns the instance address and its service's anycast
+address (``/B``), configured on its link to the SG; its default route goes via the SG
+(``fe80::1``) with the first instance address as source, so replies come back to this pod and
+not to the nearest holder of an anycast address. Services: UDP and TCP echo (port 7) and a small
+HTTP service (port 80) that says which pod and instance answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+
+from dmsc.names import ServiceName, name_address
+from dmsc.nodes.admin import serve_admin
+from dmsc.nodes.config import GATEWAY_LINK_LOCAL, POD_GATEWAY_PORT, PodConfig
+from dmsc.nodes.linkio import hardware_address
+from dmsc.proto import dmsc_pb2, dmsc_pb2_grpc
+from dmsc.spa.claims import sign_claim
+from dmsc.spa.keys import demo_private_key, load_private_key
+
+log = logging.getLogger(__name__)
+ECHO_PORT = 7
+HTTP_PORT = 80
+
+
+def run_ip(*arguments: str) -> None:
+    command = ["ip", *arguments]
+    log.debug("running %s", command)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: {result.stderr.strip()}")
+
+
+def owned_names(config: PodConfig) -> list[str]:
+    """Instances first (the first is the pod's source address), then their services."""
+    instances = [i.name for i in config.instances]
+    services = sorted({str(ServiceName.parse(n).parent) for n in instances})
+    return instances + [s for s in services if s not in instances]
+
+
+def configure_addresses(config: PodConfig) -> None:
+    instances = {i.name for i in config.instances}
+    for name in owned_names(config):
+        # anycast service addresses are never preferred as a source address
+        lifetime = [] if name in instances else ["preferred_lft", "0"]
+        address = f"{name_address(name)}/128"
+        run_ip("-6", "addr", "replace", address, "dev", config.interface, "nodad", *lifetime)
+    source = str(name_address(config.instances[0].name))
+    run_ip(
+        "-6",
+        "route",
+        "replace",
+        "default",
+        "via",
+        GATEWAY_LINK_LOCAL,
+        "dev",
+        config.interface,
+        "src",
+        source,
+    )
+
+
+class EchoProtocol(asyncio.DatagramProtocol):
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, address) -> None:
+        self.transport.sendto(data, address)
+
+
+async def tcp_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+class DualStackHTTPServer(ThreadingHTTPServer):
+    address_family = 10  # AF_INET6
+    daemon_threads = True
+
+
+def http_handler(pod_id: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            local = self.connection.getsockname()[0]
+            body = json.dumps({"pod": pod_id, "address": local, "path": self.path}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler
+
+
+class Pod:
+    def __init__(self, config: PodConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.key = (
+            demo_private_key(config.key_label)
+            if config.key_label
+            else load_private_key(config.key_file)
+        )
+        self.channel: grpc.aio.Channel | None = None  # made in start(), on the running loop
+        self.results: dict[str, dmsc_pb2.PrefixResult] = {}
+        self.last_renewal: float | None = None
+        self._cleanups: list[Callable[[], object]] = []
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        try:
+            await self.start()
+            await self._renew_until_stopped()
+        finally:
+            await self.close()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def start(self) -> None:
+        target = f"ipv6:[{GATEWAY_LINK_LOCAL}%25{self.config.interface}]:{POD_GATEWAY_PORT}"
+        self.channel = grpc.aio.insecure_channel(target)
+        self.gateway = dmsc_pb2_grpc.PodGatewayStub(self.channel)
+        configure_addresses(self.config)
+        await self._start_services()
+        if self.config.admin_socket:
+            admin = await serve_admin(self.config.admin_socket, self.admin_handlers())
+            self._cleanups.append(admin.close)
+
+    async def close(self) -> None:
+        if self.channel is not None:
+            await self._withdraw_all()
+            await self.channel.close()
+        while self._cleanups:
+            self._cleanups.pop()()
+
+    async def _withdraw_all(self) -> None:
+        names = [n for n, r in self.results.items() if r.accepted]
+        if not names:
+            return
+        request = dmsc_pb2.WithdrawRequest(pod_id=self.config.pod_id, names=names)
+        try:
+            await self.gateway.Withdraw(request, timeout=1.0)
+        except grpc.aio.AioRpcError as error:
+            log.warning("%s: withdraw failed: %s", self.config.pod_id, error.details())
+
+    async def _start_services(self) -> None:
+        loop = asyncio.get_running_loop()
+        wanted = {s for i in self.config.instances for s in i.services}
+        if "udp-echo" in wanted:  # one socket per address: replies leave from the address asked
+            for name in owned_names(self.config):
+                transport, _ = await loop.create_datagram_endpoint(
+                    EchoProtocol, local_addr=(str(name_address(name)), ECHO_PORT)
+                )
+                self._cleanups.append(transport.close)
+        if "tcp-echo" in wanted:
+            server = await asyncio.start_server(tcp_echo, "::", ECHO_PORT)
+            self._cleanups.append(server.close)
+        if "http" in wanted:
+            httpd = DualStackHTTPServer(("::", HTTP_PORT), http_handler(self.config.pod_id))
+            threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
+            self._cleanups.append(httpd.server_close)
+            self._cleanups.append(httpd.shutdown)
+
+    async def announce(self) -> dmsc_pb2.AnnounceReply:
+        now = self.clock()
+        names = owned_names(self.config) + list(self.config.extra_claims)
+        claims = [
+            sign_claim(self.key, name, self.config.pod_id, self.config.gateway_node_id, now)
+            for name in names
+        ]
+        request = dmsc_pb2.AnnounceRequest(
+            pod_id=self.config.pod_id,
+            claims=claims,
+            lease_ms=self.config.lease_ms,
+            hardware_address=hardware_address(self.config.interface),
+        )
+        reply = await self.gateway.Announce(request, timeout=3.0)
+        for result in reply.results:
+            if not result.accepted and self.results.get(result.name) != result:
+                log.warning("%s: %s refused: %s", self.config.pod_id, result.name, result.reason)
+            self.results[result.name] = result
+        self.last_renewal = now
+        return reply
+
+    async def _renew_until_stopped(self) -> None:
+        """Renew at a third of the lease, so one lost renewal costs nothing."""
+        while not self._stop.is_set():
+            interval = self.config.lease_ms / 3000
+            try:
+                reply = await self.announce()
+                interval = reply.lease_ms / 3000 or interval
+            except grpc.aio.AioRpcError as error:
+                log.warning("%s: announce failed: %s", self.config.pod_id, error.details())
+                interval = min(interval, 0.5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+
+    def admin_handlers(self) -> dict:
+        def status(_request) -> dict:
+            return {
+                "pod": self.config.pod_id,
+                "last_renewal": self.last_renewal,
+                "prefixes": {
+                    n: {"accepted": r.accepted, "reason": r.reason, "address": str(name_address(n))}
+                    for n, r in self.results.items()
+                },
+            }
+
+        return {"status": status}
