@@ -97,6 +97,7 @@ class EmulatedNetwork:
         self.router_interfaces: dict[str, list[str]] = {}
         self.link_ends: dict[tuple[str, str], tuple[str, str]] = {}  # (a, b) -> their interfaces
         self.links_down: set[tuple[str, str]] = set()
+        self.nodes_down: set[str] = set()
         self.edges: dict[str, Edge] = {}  # pod or SPA name -> its edge
         self.programs: dict[str, Program] = {}
         self._cleanups: list[Callable[[], object]] = []
@@ -210,6 +211,7 @@ class EmulatedNetwork:
 
     def _terminate(self, program: Program, grace: float = 3.0) -> None:
         if program.process.poll() is None:
+            program.process.send_signal(signal.SIGCONT)  # in case a test froze it
             program.process.send_signal(signal.SIGTERM)
             try:
                 program.process.wait(grace)
@@ -364,16 +366,30 @@ class EmulatedNetwork:
 
     def _check_programs_alive(self) -> None:
         for program in self.programs.values():
+            if program.host in self.nodes_down:
+                continue
             code = program.process.poll()
             if code is not None:
                 tail = program.log_path.read_text(errors="replace")[-2000:]
                 raise DmscError(f"{program.host} ({program.role}) exited with {code}:\n{tail}")
 
     def working_graph(self):
-        """The router graph without the links taken down through :meth:`set_link`."""
+        """The router graph without the links and nodes taken down through this object."""
         graph = self.spec.router_graph()
         graph.remove_edges_from(self.links_down)
+        graph.remove_nodes_from(self.nodes_down)
         return graph
+
+    def kill_node(self, name: str) -> None:
+        """Crash a node program (SIGKILL): no goodbye, its neighbors must notice."""
+        program = self.programs[name]
+        program.process.kill()
+        program.process.wait()
+        self.nodes_down.add(name)
+
+    def signal_program(self, name: str, signum: int) -> None:
+        """Send a signal to a running program (SIGSTOP freezes a pod: it stops renewing)."""
+        self.programs[name].process.send_signal(signum)
 
     def set_link(self, a: str, b: str, up: bool) -> None:
         """Take a router link down or up (both ends, as a cable pull would)."""
