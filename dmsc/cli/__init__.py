@@ -10,7 +10,8 @@ from dmsc import __version__
 from dmsc.errors import DmscError
 
 #: Modules of ``dmsc.cli`` that add a subcommand, in the order ``dmsc --help`` lists them.
-SUBCOMMAND_MODULES = ("demo", "names", "spa", "capture", "clean")
+SUBCOMMAND_MODULES = ("demo", "cli", "names", "spa", "capture", "clean")
+MODULE_OF = {"cli": "emulate"}  # `dmsc cli` lives in dmsc/cli/emulate.py
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dmsc {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
-        module = importlib.import_module(f"dmsc.cli.{module_name}")
+        module = importlib.import_module(f"dmsc.cli.{MODULE_OF.get(module_name, module_name)}")
         module.register(subparsers)
     return parser
 

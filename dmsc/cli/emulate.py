@@ -1,0 +1,49 @@
+"""``dmsc cli``: start the emulated network and open the Mininet CLI with DMSC commands."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from dmsc.topologies.builders import BUILDERS
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "cli",
+        help="start the emulated network (Mininet, root) and open its CLI",
+        description="Start SPAs, SGs, SRs and pods on Mininet, wait for convergence, and open "
+        "the Mininet CLI with DMSC commands (type 'help'). The network is torn down when the "
+        "CLI exits, also on error.",
+    )
+    parser.add_argument(
+        "--topo",
+        default="figure2",
+        help=f"{', '.join(sorted(BUILDERS))}, or a GraphML file (default figure2)",
+    )
+    parser.add_argument(
+        "--no-forward", action="store_true", help="control plane only: no Python forwarders"
+    )
+    parser.add_argument("--script", help="run CLI commands from this file instead of a prompt")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dmsc.nodes.emulation import EmulatedNetwork
+    from dmsc.nodes.mncli import DmscCLI
+    from dmsc.topologies.builders import build_topology
+
+    spec = build_topology(args.topo)
+    started = time.monotonic()
+    print(
+        f"*** starting {spec.name}: {len(spec.gateways)} SGs, {len(spec.routers)} SRs, "
+        f"{len(spec.pods)} pods, {len(spec.spas)} SPAs"
+    )
+    with EmulatedNetwork(spec, forward=not args.no_forward) as network:
+        waited = network.wait_converged(timeout=60)
+        print(
+            f"*** converged {time.monotonic() - started:.1f} s after start "
+            f"({waited:.2f} s after the last program was up); type 'help'"
+        )
+        DmscCLI(network, script=args.script)
+    return 0
