@@ -2,7 +2,7 @@ r"""The draft's Figure 2 as data: four pods, four SGs each with its SPA, an SR c
 
 The figure's ASCII art lost its line breaks, so the exact wiring is our reading of it: a triangle
 of SRs, the top SGs on one SR each, the bottom SGs dual-homed (the figure's diagonal lines), so
-that a single link failure reroutes instead of partitioning::
+that the failure of any link but the top SGs' access links reroutes instead of partitioning::
 
         pod1                  pod2
          |                     |

@@ -1,0 +1,135 @@
+"""The pure parts of the node programs: leases, configuration, netlink parsing, peers, names."""
+
+import json
+import struct
+
+import pytest
+
+from dmsc.errors import ConfigError
+from dmsc.nodes import config as node_config
+from dmsc.nodes.config import InstanceConfig, PodConfig, RouterConfig
+from dmsc.nodes.gateway import peer_interface
+from dmsc.nodes.leases import Lease, LeaseTable
+from dmsc.nodes.linkio import IFF_LOWER_UP, IFF_UP, RTM_DELLINK, RTM_NEWLINK, parse_link_changes
+from dmsc.proto import dmsc_pb2
+
+
+def lease(name, pod, expires, interface="sg1-eth1"):
+    return Lease(
+        name, pod, interface, b"\x02" * 6, dmsc_pb2.Attestation(body=pod.encode()), expires
+    )
+
+
+def test_a_name_is_advertised_while_any_pod_holds_it():
+    table = LeaseTable()
+    assert table.grant(lease("/B", "pod1", 10.0)) is True  # new: advertise
+    assert table.grant(lease("/B", "pod2", 20.0)) is False  # already advertised
+    assert table.latest_attestation("/B").body == b"pod2"
+    assert table.expire(15.0) == []  # pod2 still holds /B
+    assert [h.pod_id for h in table.holders("/B")] == ["pod2"]
+    assert table.expire(25.0) == ["/B"]  # nobody left: withdraw
+
+
+def test_release_and_renewal():
+    table = LeaseTable()
+    table.grant(lease("/B/4", "pod4", 10.0))
+    table.grant(lease("/B/4", "pod4", 30.0))  # renewal
+    assert table.next_expiry() == 30.0
+    assert table.names_of("pod4") == ["/B/4"]
+    assert table.release("/B/4", "pod4") is True
+    assert table.next_expiry() is None
+
+
+def router_config(**changes):
+    data = {
+        "node_id": "sg1",
+        "role": "sg",
+        "interfaces": [{"name": "sg1-eth0", "cost": 10}],
+        "admin_socket": "/run/x.sock",
+        "trust_anchors": [],
+        "pod_interfaces": ["sg1-eth1"],
+        "spa_target": "ipv6:[fe80::2%25sg1-eth2]:50051",
+    }
+    data.update(changes)
+    return data
+
+
+def test_router_config_round_trips_through_json(tmp_path):
+    config = node_config.from_mapping(RouterConfig, router_config(), "sg1.json")
+    path = node_config.write(config, tmp_path / "sg1.json")
+    assert node_config.load(RouterConfig, path) == config
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
+        ({"role": "switch"}, "role must be 'sg' or 'sr'"),
+        ({"interfaces": [{"name": "x", "cost": "ten"}]}, "interfaces\\[0\\]: cost: expected int"),
+        ({"spa_target": ""}, "an SG with pods needs spa_target"),
+        ({"timers": {"hello_interval": 5, "dead_interval": 1}}, "hello_interval < dead_interval"),
+        ({"timers": {"hello": 1}}, "unknown timer"),
+        ({"forward": "yes"}, "forward: expected bool"),
+    ],
+)
+def test_bad_router_config_names_the_field(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        node_config.from_mapping(RouterConfig, router_config(**changes), "sg1.json")
+
+
+def test_missing_key_and_bad_json_are_reported(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing key\(s\) \['admin_socket'\]"):
+        data = router_config()
+        del data["admin_socket"]
+        node_config.from_mapping(RouterConfig, data, "sg1.json")
+    path = tmp_path / "bad.json"
+    path.write_text("{nope")
+    with pytest.raises(ConfigError, match="bad.json: not JSON"):
+        node_config.load(RouterConfig, path)
+
+
+@pytest.mark.parametrize(
+    ("instance", "message"),
+    [("/B", "needs a service and an instance"), ("B/4", "must start with '/'")],
+)
+def test_pod_instances_are_checked(instance, message):
+    with pytest.raises(ConfigError, match=message):
+        InstanceConfig(instance)
+    with pytest.raises(ConfigError, match="unknown services"):
+        InstanceConfig("/B/4", ("telnet",))
+
+
+def test_pod_needs_exactly_one_key_source():
+    with pytest.raises(ConfigError, match="exactly one of key_label and key_file"):
+        PodConfig("pod1", "pod1-eth0", "sg1", (InstanceConfig("/B/1"),))
+
+
+def netlink(kind, index, flags):
+    body = struct.pack("=BxHiII", 10, 1, index, flags, 0)
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+
+
+def test_netlink_link_messages_are_parsed():
+    data = (
+        netlink(RTM_NEWLINK, 3, IFF_UP | IFF_LOWER_UP)
+        + netlink(RTM_NEWLINK, 4, IFF_UP)
+        + netlink(RTM_DELLINK, 5, IFF_UP | IFF_LOWER_UP)
+    )
+    assert [(c.index, c.up) for c in parse_link_changes(data)] == [
+        (3, True),
+        (4, False),
+        (5, False),
+    ]
+    assert list(parse_link_changes(b"\x01\x02")) == []  # truncated: nothing, no exception
+
+
+def test_peer_interface_comes_from_the_link_local_scope():
+    assert peer_interface("ipv6:%5Bfe80::1%251%5D:4242") == "lo"  # index 1 is lo everywhere
+    assert peer_interface("ipv4:127.0.0.1:5000") is None
+    assert peer_interface("ipv6:%5Bfe80::1%25999999%5D:1") is None
+
+
+def test_config_files_are_plain_json(tmp_path):
+    config = PodConfig("pod1", "pod1-eth0", "sg1", (InstanceConfig("/B/1"),), key_label="pod1")
+    path = node_config.write(config, tmp_path / "pod1.json")
+    assert json.loads(path.read_text())["instances"][0]["name"] == "/B/1"
