@@ -84,7 +84,7 @@ def test_missing_key_and_bad_json_are_reported(tmp_path):
         node_config.from_mapping(RouterConfig, data, "sg1.json")
     path = tmp_path / "bad.json"
     path.write_text("{nope")
-    with pytest.raises(ConfigError, match="bad.json: not JSON"):
+    with pytest.raises(ConfigError, match=r"bad\.json: not JSON"):
         node_config.load(RouterConfig, path)
 
 

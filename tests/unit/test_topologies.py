@@ -79,7 +79,7 @@ def test_bad_topologies_are_refused_with_a_reason(change, message):
 
 
 def test_unknown_topology_names_the_choices():
-    with pytest.raises(ConfigError, match="unknown topology 'mesh'.*figure2"):
+    with pytest.raises(ConfigError, match=r"unknown topology 'mesh'.*figure2"):
         build_topology("mesh")
     with pytest.raises(ConfigError, match="ring: routers must be an integer of at least 3"):
         build_topology("ring", routers=2)
