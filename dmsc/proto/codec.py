@@ -18,6 +18,11 @@ PROTOCOL_VERSION = 1
 #: Type 2 signalling: UDP between link-local addresses, sent to a link-scope multicast group.
 LINK_STATE_UDP_PORT = 6464
 ALL_DMSC_ROUTERS = "ff02::d5c"
+#: Type 4 signalling rides in OpenFlow 1.3 EXPERIMENTER messages under this id (not an IEEE
+#: OUI; chosen for the testbed), with exp_type 1 = Telemetry, 2 = LsaCopy.
+DMSC_EXPERIMENTER_ID = 0x00D5C0DE
+EXP_TELEMETRY = 1
+EXP_LSA_COPY = 2
 MAX_NODE_ID_LENGTH = 64
 MAX_COST = 0xFFFFFF  # leaves room to add path costs in 32 bits without overflow concerns
 
