@@ -23,6 +23,11 @@ setup(
         "PyYAML>=6.0",
         "pandas>=2.2",
         "matplotlib>=3.8",
+        # Dissecting and crafting DMSC packets in tools and tests (never on the forwarding path).
+        "scapy>=2.5",
+        # The Scheduling Center is an os-ken application; the forwarders' OpenFlow codec is
+        # built on its match/action pieces. 4.x: the maintained fork of Ryu.
+        "os-ken>=4.0,<5",
     ],
     extras_require={
         # grpcio-tools: exact pin, so the test that regenerates the committed gencode is
