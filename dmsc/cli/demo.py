@@ -6,9 +6,6 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from dmsc import demo, results
-from dmsc.routing import LinkStateTimers
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -16,7 +13,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="simulate Figure 2 through faults and write a results folder",
-        description=demo.__doc__,
+        description="Simulate the draft's Figure 2 in memory on a virtual clock through a "
+        "timeline of faults, and write CSV tables, a figure and metadata.",
     )
     parser.add_argument(
         "--out",
@@ -29,6 +27,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmsc import demo, results  # pandas and matplotlib: only for this command
+    from dmsc.routing import LinkStateTimers
+
     timers = LinkStateTimers()
     print(f"simulating Figure 2 for {demo.DURATION:.0f} virtual seconds (seed {args.seed}) ...")
     outcome = demo.run_demo(args.seed, timers)

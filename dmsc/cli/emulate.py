@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from dmsc.topologies.builders import BUILDERS
+from dmsc.topologies import BUILT_IN
 
 
 def register(subparsers) -> None:
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--topo",
         default="figure2",
-        help=f"{', '.join(sorted(BUILDERS))}, or a GraphML file (default figure2)",
+        help=f"{', '.join(BUILT_IN)}, or a GraphML file (default figure2)",
     )
     parser.add_argument(
         "--no-forward", action="store_true", help="control plane only: no Python forwarders"

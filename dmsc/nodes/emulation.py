@@ -131,8 +131,8 @@ class EmulatedNetwork:
     def stop(self) -> None:
         """Reverse order: pods, routers, SPAs, then Mininet; safe to call twice."""
         for role in ("pod", "router", "spa"):
-            for name in [n for n, p in self.programs.items() if p.role == role]:
-                self._terminate(self.programs.pop(name))
+            names = [n for n, p in self.programs.items() if p.role == role]
+            self._terminate_all([self.programs.pop(name) for name in names])
         while self._cleanups:
             try:
                 self._cleanups.pop()()
@@ -209,12 +209,16 @@ class EmulatedNetwork:
         self.programs[host] = program
         return program
 
-    def _terminate(self, program: Program, grace: float = 3.0) -> None:
-        if program.process.poll() is None:
+    def _terminate_all(self, programs: list[Program], grace: float = 3.0) -> None:
+        """SIGTERM them all at once, wait up to ``grace`` for each, then SIGKILL the rest."""
+        running = [p for p in programs if p.process.poll() is None]
+        for program in running:
             program.process.send_signal(signal.SIGCONT)  # in case a test froze it
             program.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for program in running:
             try:
-                program.process.wait(grace)
+                program.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop in %.1f s: killing it", program.host, grace)
                 program.process.kill()

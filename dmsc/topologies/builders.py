@@ -14,7 +14,7 @@ from pathlib import Path
 import networkx as nx
 
 from dmsc.errors import ConfigError
-from dmsc.topologies import figure2
+from dmsc.topologies import BUILT_IN, figure2
 from dmsc.topologies.spec import LinkSpec, PodSpec, TopologySpec
 from dmsc.topologies.zoo import load_graphml
 
@@ -95,6 +95,7 @@ BUILDERS: dict[str, Callable[..., TopologySpec]] = {
     "ring": ring,
     "fattree": fat_tree,
 }
+assert tuple(BUILDERS) == BUILT_IN
 
 
 def build_topology(name: str, **parameters) -> TopologySpec:
