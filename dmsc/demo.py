@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -143,11 +144,26 @@ def _converged_time(run: DemoRun, since: float) -> float | None:
     return max(changes) - since if changes else None
 
 
-def run_demo(seed: int = 1, timers: LinkStateTimers | None = None) -> DemoRun:
+def run_demo(
+    seed: int = 1, timers: LinkStateTimers | None = None, pcap: Path | None = None
+) -> DemoRun:
+    """Run the timeline; with ``pcap``, every signalling datagram delivered is recorded there."""
     authorities = build_authorities()
     verifier = AttestationVerifier.from_public_keys(a.public_key for a in authorities.values())
     network = network_from_graph(figure2.router_graph(), verifier, timers, seed, delay=0.001)
     run = DemoRun(network, authorities)
+    if pcap is None:
+        _run_timeline(run)
+        return run
+    from dmsc.wire.pcap_from_sim import record_simulation_pcap  # scapy: only when asked
+
+    with record_simulation_pcap(network, pcap):
+        _run_timeline(run)
+    return run
+
+
+def _run_timeline(run: DemoRun) -> None:
+    network = run.network
     start, last = network.now, {}
     steps = list(TIMELINE)
     while network.now < start + DURATION:
@@ -159,7 +175,6 @@ def run_demo(seed: int = 1, timers: LinkStateTimers | None = None) -> DemoRun:
         network.run_until(min(network.now + SAMPLE_STEP, next_step))
         _sample_routes(run, last)
         _mark_convergence(run, steps, start)
-    return run
 
 
 def _mark_convergence(run: DemoRun, steps: list[Step], start: float) -> None:

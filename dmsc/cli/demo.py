@@ -23,6 +23,9 @@ def register(subparsers) -> None:
         help="folder under which the run's results folder is made (default: results)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of link delays and losses")
+    parser.add_argument("--pcap", action="store_true",
+                        help="also record every signalling datagram as signalling.pcapng "
+                        "(read it with `dmsc capture --read` or Wireshark)")
     parser.set_defaults(func=run)
 
 
@@ -32,9 +35,10 @@ def run(args: argparse.Namespace) -> int:
 
     timers = LinkStateTimers()
     print(f"simulating Figure 2 for {demo.DURATION:.0f} virtual seconds (seed {args.seed}) ...")
-    outcome = demo.run_demo(args.seed, timers)
-    frames = demo.tables(outcome)
     folder = results.new_results_dir(args.out, "demo")
+    pcap = folder / "signalling.pcapng" if args.pcap else None
+    outcome = demo.run_demo(args.seed, timers, pcap)
+    frames = demo.tables(outcome)
     results.write_tables(frames, folder)
     results.write_figure(demo.plot(frames), folder, "routes")
     config = {

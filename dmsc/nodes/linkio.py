@@ -29,7 +29,8 @@ def open_link_state_socket(interface: str) -> socket.socket:
         group = socket.inet_pton(socket.AF_INET6, ALL_DMSC_ROUTERS) + struct.pack("@I", index)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+        # 255, as a receiver can check that a packet never crossed a router (RFC 5082, GTSM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
         sock.setblocking(False)
     except OSError:

@@ -55,8 +55,8 @@ class Neighbor:
         """Apply ``event``; return (old, new) state."""
         old = self.state
         self.state = TRANSITIONS[(old, event)]
-        if self.state is State.DOWN:
-            self.retransmit.clear()
+        if self.state is not State.FULL:
+            self.retransmit.clear()  # flooding happens over FULL adjacencies only
         return old, self.state
 
     @property

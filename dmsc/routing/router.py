@@ -224,10 +224,9 @@ class LinkStateRouter:
         )
         if new is State.DOWN:
             del self.neighbors[neighbor.interface][neighbor.node_id]
-        elif old is State.DOWN:
+        elif old is State.DOWN or new is State.FULL:
             self._queue_hello(self.interfaces[neighbor.interface], now)  # speed up the 3-way
         if new is State.FULL:
-            self._queue_hello(self.interfaces[neighbor.interface], now)
             self._synchronise(neighbor, now)
         if State.FULL in (old, new):
             self._schedule_origination(now)

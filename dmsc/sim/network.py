@@ -21,6 +21,7 @@ from dmsc.routing.router import LinkStateRouter
 
 #: A virtual epoch in the present, so SPA attestations carry realistic times.
 DEFAULT_START = 1_750_000_000.0
+BUSY_TIMER_LIMIT = 1000
 
 
 @dataclass
@@ -73,6 +74,7 @@ class SimNetwork:
         self._order = itertools.count()
         self._timer_generation: dict[str, int] = {}
         self._interface_count: dict[str, int] = {}
+        self._timer_fires: dict[str, tuple[float | None, int]] = {}
 
     # ------------------------------------------------------------------ building
 
@@ -219,8 +221,18 @@ class SimNetwork:
     def _fire_timer(self, node_id: str, generation: int) -> None:
         if node_id in self.crashed or self._timer_generation.get(node_id) != generation:
             return
+        self._check_timer_progress(node_id)
         self.routers[node_id].handle_timer(self.now)
         self._after_call(node_id)
+
+    def _check_timer_progress(self, node_id: str) -> None:
+        """A core whose deadline stays due after handle_timer would spin a real node's CPU."""
+        last_time, count = self._timer_fires.get(node_id, (None, 0))
+        count = count + 1 if last_time == self.now else 1
+        self._timer_fires[node_id] = (self.now, count)
+        if count > BUSY_TIMER_LIMIT:
+            raise RuntimeError(f"{node_id}: timer fired {count} times at {self.now} without "
+                               "time passing: a deadline handle_timer never clears")
 
     def _transmit(self, source: str, interface: str, data: bytes) -> None:
         link = self.links.get((source, interface))

@@ -67,3 +67,10 @@ def test_going_down_forgets_pending_retransmissions():
     neighbor = Neighbor("sr1", "eth0", state=State.FULL, retransmit={"sg1": (3, False, 1.0)})
     neighbor.handle(Event.DEAD_TIMER)
     assert neighbor.retransmit == {}
+
+
+def test_leaving_full_forgets_pending_retransmissions_too():
+    # a neighbor that stops listing us floods nothing more; a kept list would fire forever
+    neighbor = Neighbor("sr1", "eth0", state=State.FULL, retransmit={"sg1": (3, False, 1.0)})
+    neighbor.handle(Event.HELLO_ONE_WAY)
+    assert neighbor.state is State.INIT and neighbor.retransmit == {}
