@@ -251,7 +251,7 @@ class EmulatedNetwork:
             ]
             self._popen(spa, "spa", command)
         for spa in self.spec.spas:
-            self._wait(lambda spa=spa: self._listening(spa, SPA_PORT), f"SPA {spa} listening", 15)
+            self._wait(lambda spa=spa: self.listening(spa, SPA_PORT), f"SPA {spa} listening", 15)
 
     def _policy_for(self, sg: str) -> SpaPolicy:
         pods = [p for p in self.spec.pods if p.gateway == sg]
@@ -262,7 +262,8 @@ class EmulatedNetwork:
             }
         )
 
-    def _listening(self, host: str, port: int) -> bool:
+    def listening(self, host: str, port: int) -> bool:
+        """Whether a TCP socket listens on ``port`` in ``host``."""
         output = self.hosts[host].cmd("ss", "-Hltn", f"sport = :{port}")
         return str(port) in output
 
