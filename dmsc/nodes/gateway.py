@@ -20,7 +20,7 @@ from dmsc.errors import DecodeError
 from dmsc.nodes.config import POD_GATEWAY_PORT
 from dmsc.nodes.leases import Lease, LeaseTable
 from dmsc.proto import dmsc_pb2, dmsc_pb2_grpc
-from dmsc.spa.claims import open_claim
+from dmsc.spa.claims import open_attestation, open_claim
 from dmsc.spa.service import SpaClient
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,23 @@ class Gateway(dmsc_pb2_grpc.PodGatewayServicer):
             reply.attestation,
             now + lease_ms / 1000,
         )
-        self.leases.grant(lease)
-        self.node.router.announce_prefix(name, self.leases.latest_attestation(name), now)
+        if self.leases.grant(lease) or self._attestation_ageing(name, now):
+            self.node.router.announce_prefix(name, self.leases.latest_attestation(name), now)
         self.on_deliveries_changed()
         return dmsc_pb2.PrefixResult(name=name, accepted=True)
+
+    def _attestation_ageing(self, name: str, now: float) -> bool:
+        """Whether the advertised attestation is past half its validity. A renewal alone does
+        not re-originate the LSA: every renewal would otherwise flood the whole network and
+        keep every node's SPF throttle backed off."""
+        advertised = self.node.router.own_prefixes.get(name)
+        if advertised is None:
+            return True
+        try:
+            body = open_attestation(advertised.attestation)
+        except DecodeError:
+            return True
+        return now >= (body.issued_at + body.expires_at) / 2
 
     async def Withdraw(self, request, context):
         now = self.node.clock()

@@ -133,3 +133,15 @@ def test_config_files_are_plain_json(tmp_path):
     config = PodConfig("pod1", "pod1-eth0", "sg1", (InstanceConfig("/B/1"),), key_label="pod1")
     path = node_config.write(config, tmp_path / "pod1.json")
     assert json.loads(path.read_text())["instances"][0]["name"] == "/B/1"
+
+
+def test_probe_outages_are_runs_of_lost_echoes_including_one_still_open():
+    from dmsc.nodes.udpprobe import outages
+
+    sent = [i * 0.01 for i in range(20)]
+    received = {str(i): sent[i] + 0.001 for i in range(20) if not 5 <= i < 10 and i < 16}
+    runs = outages({"interval": 0.01, "sent": sent, "received": received})
+    assert [(round(s, 3), round(d, 3)) for s, d in runs] == [(0.05, 0.05), (0.16, 0.04)]
+    assert outages({"interval": 0.01, "sent": sent, "received": received}, after=0.11) == [
+        runs[1]
+    ]
