@@ -11,7 +11,7 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.11",
     packages=find_packages(include=["dmsc", "dmsc.*"]),
-    package_data={"dmsc.proto": ["*.proto"]},
+    package_data={"dmsc.proto": ["*.proto"], "dmsc.vm.guest": ["*.sh", "motd", "fstab"]},
     install_requires=[
         # The committed gencode was made by protoc 7.35.1 (grpcio-tools 1.85.1) and its
         # runtime check refuses an older protobuf; a new major may change the gencode ABI.

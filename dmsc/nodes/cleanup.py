@@ -20,13 +20,12 @@ from dmsc.nodes.emulation import RUN_ROOT
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie, killed but not yet reaped, counts as gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _cmdline(pid: int) -> str:

@@ -1,0 +1,1 @@
+"""Files installed in, or run inside, the experiment VM (see dmsc/vm/image.py)."""

@@ -1,0 +1,59 @@
+"""The experiment VM does what it is for: netem delay, jitter and loss, the Open vSwitch kernel
+datapath and Mininet work inside it, and ``dmsc vm run`` reports status, results and deadlines.
+
+The tolerances of the netem checks are in ``dmsc/vm/guest/selftest.py`` (``delay_bounds``,
+``binomial_bounds``), with their justification.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+
+def describe(check: dict) -> str:
+    return f"{check['detail']}\ncommands: {check['commands']}"
+
+
+def test_netem_delay_and_jitter(selftest):
+    check = selftest["delay"]
+    assert check["ok"], describe(check)
+    assert 40 <= check["measured"]["median"] <= 62
+
+
+def test_netem_loss_within_a_binomial_band(selftest):
+    check = selftest["loss"]
+    assert check["ok"], describe(check)
+    assert check["measured"]["sent"] == 200
+
+
+def test_open_vswitch_kernel_datapath(selftest):
+    check = selftest["ovs"]
+    assert check["ok"], describe(check)
+
+
+def test_mininet_pingall_over_tc_links(selftest):
+    check = selftest["mininet"]
+    assert check["ok"], describe(check)
+
+
+def test_status_results_and_read_only_checkout(vm_run, tmp_path):
+    script = (
+        "uname -r > /results/kernel; echo hello > /results/hello.txt; "
+        "python3 -c 'import dmsc, mininet.net; print(\"imports ok\")'; "
+        "if touch /dmsc/.vm-write-probe 2>/dev/null; then exit 1; fi; exit 7"
+    )
+    proc = vm_run(["sh", "-c", script], results=tmp_path, timeout=300)
+    assert proc.returncode == 7, proc.stdout + proc.stderr
+    assert "imports ok" in proc.stdout
+    assert (tmp_path / "hello.txt").read_text() == "hello\n"
+    assert (tmp_path / "kernel").read_text().strip().endswith("-amd64")
+    assert (tmp_path / "vm-console.log").exists()
+
+
+def test_a_hung_command_is_stopped_at_the_deadline(vm_run, tmp_path):
+    proc = vm_run(["sh", "-c", "echo started; sleep 1000"], results=tmp_path, timeout=40)
+    assert proc.returncode == 124, proc.stdout + proc.stderr
+    assert "timed out after 40 s while the command ran" in proc.stderr
+    assert "started" in proc.stdout
