@@ -14,6 +14,7 @@ failure amid churn waits for the throttle's back-off: see docs/routing.md).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -42,7 +43,7 @@ def path_links(network: EmulatedNetwork, source_sg: str, target_sg: str) -> list
     graph = network.working_graph()
     path = nx.shortest_path(graph, source_sg, target_sg, weight="cost")
     usable = []
-    for a, b in zip(path, path[1:], strict=False):
+    for a, b in itertools.pairwise(path):
         trial = graph.copy()
         trial.remove_edge(a, b)
         if nx.is_connected(trial):
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     repetitions = 3 if args.quick else args.repetitions
-    print(f"DMSC data-plane recovery after a link failure (UDP echo every {INTERVAL * 1000:.0f} ms)")
+    print(f"DMSC data-plane recovery after a link failure (UDP echo every {INTERVAL * 1e3:.0f} ms)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

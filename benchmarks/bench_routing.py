@@ -41,6 +41,7 @@ from dmsc.routing.spf import NextHop, SpfResult, shortest_paths, two_way_graph
 from dmsc.sim import DEFAULT_START, SimNetwork, network_from_graph
 from dmsc.spa.claims import AttestationVerifier, issue_attestation
 from dmsc.spa.keys import demo_private_key
+from dmsc.topologies import figure2
 from dmsc.topologies.zoo import load_graphml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +55,6 @@ SERVICES = 20  # service names /svc0 .. /svc19 that announcing nodes draw from
 ANNOUNCING_SHARE = 0.1  # share of nodes that announce service prefixes
 CONVERGENCE_TIMEOUT_S = 120.0  # virtual seconds allowed for any one convergence
 POLL_STEP_S = 0.05  # virtual seconds between convergence checks
-FIGURE2_LINKS = (
-    ("sg1", "sr1"), ("sg2", "sr1"), ("sg3", "sr2"), ("sg4", "sr3"),
-    ("sr1", "sr2"), ("sr2", "sr3"), ("sr1", "sr3"),
-)  # fmt: skip
 
 
 class BenchmarkError(Exception):
@@ -611,9 +608,9 @@ def bench_convergence(
 
 
 def figure2_graph() -> nx.Graph:
-    """The draft's Figure 2 shape as we read it: 4 SGs, 3 SRs in a triangle (cost 10 and the
-    simulator's default 1 ms delay on every link, since the figure gives neither)."""
-    return nx.Graph(FIGURE2_LINKS)
+    """The draft's Figure 2 as the project reads it (dmsc.topologies.figure2): 4 SGs, 3 SRs,
+    cost 10 and the simulator's default 1 ms delay on every link (the figure gives neither)."""
+    return figure2.router_graph()
 
 
 def figure2_plan() -> dict[str, list[str]]:

@@ -270,7 +270,7 @@ def network_from_graph(
         network.add_node(str(node))
     for u, v, data in graph.edges(data=True):
         options = dict(link_options)
-        if "delay_s" in data:
+        if data.get("delay_s") is not None:
             options.setdefault("delay", data["delay_s"])
         network.add_link(str(u), str(v), cost=int(data.get("cost", 10)), **options)
     return network
