@@ -71,6 +71,8 @@ def decide(frame: bytes | memoryview, in_port: int, tables: CompiledTables) -> t
     or a frame not sent to this port's MAC. Then policies (highest priority first), then the
     FIB's longest match, then the hop limit, then ECMP.
     """
+    # One flat function on purpose: it runs for every packet, and a helper call costs more
+    # than most of the checks it would hide.
     length = len(frame)
     if length < 14:
         return MALFORMED

@@ -460,13 +460,24 @@ def _policies(data: list, port_index: dict[str, int]) -> tuple[Policy, ...]:
     return tuple(policies)
 
 
-def config_from_json(data: Any) -> tuple[Tables, ForwarderOptions, bool]:
-    """(tables, options, prepare) from a parsed JSON config; ConfigError names the bad key."""
+@dataclass(frozen=True)
+class ForwarderConfig:
+    """A parsed config file: ``prepare`` -> forwarding off and offloads off on start, ``steer``
+    -> receive packet steering too (:func:`netutil.prepare_node`)."""
+
+    tables: Tables
+    options: ForwarderOptions
+    prepare: bool = True
+    steer: bool = False
+
+
+def config_from_json(data: Any) -> ForwarderConfig:
+    """The config from parsed JSON; ConfigError names the bad key."""
     _fields(
         data,
         "config",
         ("ports",),
-        ("routes", "policies", "own_addresses", "icmp_source", "options", "prepare"),
+        ("routes", "policies", "own_addresses", "icmp_source", "options", "prepare", "steer"),
     )
     ports = _ports(data["ports"])
     port_index = {port.name: port.index for port in ports}
@@ -484,10 +495,15 @@ def config_from_json(data: Any) -> tuple[Tables, ForwarderOptions, bool]:
         )
     except ValueError as error:
         raise ConfigError(f"config: {error}") from None
-    return tables, ForwarderOptions(**options), bool(data.get("prepare", True))
+    return ForwarderConfig(
+        tables,
+        ForwarderOptions(**options),
+        bool(data.get("prepare", True)),
+        bool(data.get("steer", False)),
+    )
 
 
-def load_config(path: Path) -> tuple[Tables, ForwarderOptions, bool]:
+def load_config(path: Path) -> ForwarderConfig:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -518,10 +534,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        tables, options, prepare = load_config(args.config)
-        if prepare and not args.no_prepare:
-            netutil.prepare_node([port.name for port in tables.ports])
-        forwarder = Forwarder(tables, options)
+        config = load_config(args.config)
+        if config.prepare and not args.no_prepare:
+            netutil.prepare_node([port.name for port in config.tables.ports], config.steer)
+        forwarder = Forwarder(config.tables, config.options)
         forwarder.start()
     except DmscError as error:
         print(f"forwarder: {error}", file=sys.stderr)

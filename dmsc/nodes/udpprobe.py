@@ -10,6 +10,7 @@ result (JSON) is what :func:`outages` reads: gaps in the replies longer than a f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import select
 import socket
@@ -44,10 +45,9 @@ def probe(address: str, interval: float, duration: float) -> dict:
 
 
 def _send(sock: socket.socket, sequence: int, now: float) -> None:
-    try:
+    # no route for a moment (an ICMP unreachable came back): the probe counts as lost
+    with contextlib.suppress(OSError):
         sock.send(_PACKET.pack(sequence, now))
-    except OSError:
-        pass  # no route for a moment (ICMP unreachable came back): counted as lost
 
 
 def _receive(sock: socket.socket, received: dict[int, float], timeout: float) -> None:

@@ -297,8 +297,10 @@ def test_forwarder_config_from_json():
         "own_addresses": [str(OWN)],
         "options": {"io": "socket", "spin_us": 10},
     }
-    tables, options, prepare = config_from_json(data)
-    assert options.io == "socket" and options.spin_us == 10 and prepare
+    config = config_from_json({**data, "steer": True})
+    tables, options = config.tables, config.options
+    assert options.io == "socket" and options.spin_us == 10
+    assert config.prepare and config.steer
     assert tables.routes.lookup(name_address("/B")).next_hops == (NextHop(1, NEIGHBOR[1]),)
     assert tables.policies[0].action is DROP and tables.policies[0].src == Masked.prefix(
         "2001:db8:1::/64"
