@@ -210,8 +210,10 @@ class EmulatedNetwork:
         return program
 
     def _terminate_all(self, programs: list[Program], grace: float = 3.0) -> None:
-        """SIGTERM them all at once, wait up to ``grace`` for each, then SIGKILL the rest."""
+        """SIGTERM them all at once, wait up to ``grace`` (more for many: they share two
+        cores while they shut down), then SIGKILL the rest."""
         running = [p for p in programs if p.process.poll() is None]
+        grace = max(grace, 0.05 * len(running))
         for program in running:
             program.process.send_signal(signal.SIGCONT)  # in case a test froze it
             program.process.send_signal(signal.SIGTERM)
