@@ -61,13 +61,17 @@ def cpu_mask(cpus: int | None = None) -> str:
     return ",".join(reversed(groups))
 
 
-# Runs in a private mount namespace with a fresh sysfs, so /sys/class/net is this network
-# namespace's (see SIOCGIFMTU above). The interface and mask arrive as $1 and $2: they are
-# never formatted into the script.
-_RPS_SCRIPT = (
-    'mount -t sysfs sysfs /sys && for queue in /sys/class/net/"$1"/queues/rx-*; '
-    'do echo "$2" > "$queue/rps_cpus" || exit 1; done'
-)
+# Runs in a private mount namespace with a sysfs of this network namespace mounted aside (see
+# SIOCGIFMTU above). The interface and mask arrive as $1 and $2: never formatted into the script.
+_RPS_SCRIPT = """
+where=$(mktemp -d) || exit 1
+mount -t sysfs sysfs "$where" || { rmdir "$where"; exit 1; }
+status=0
+for queue in "$where"/class/net/"$1"/queues/rx-*; do
+    echo "$2" > "$queue/rps_cpus" || status=1
+done
+umount "$where"; rmdir "$where"; exit $status
+"""
 
 
 def rps_command(interface: str, mask: str) -> list[str]:
