@@ -120,17 +120,16 @@ class _PortIO:
         # Protocol 0 until bind(): a socket opened with ETH_P_IPV6 would already queue frames
         # from every interface, which the loop would take for this port's.
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.ring: _RxRing | None = None
         try:
             self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            self.ring = (
-                _RxRing(self.sock, options.ring_frames, netutil.interface_mtu(port.name))
-                if options.io == "ring"
-                else None
-            )
+            if options.io == "ring":
+                mtu = netutil.interface_mtu(port.name)
+                self.ring = _RxRing(self.sock, options.ring_frames, mtu)
             self.sock.bind((port.name, ETH_P_IPV6))  # host order: CPython applies htons
             self.sock.setblocking(False)
-        except OSError as error:
-            self.sock.close()
+        except (OSError, DmscError) as error:
+            self.close()
             raise DmscError(f"port {port.name}: cannot open its packet socket: {error}") from None
         self.buffer = bytearray(1 << 16) if self.ring is None else bytearray(0)
         self.kernel_drops = 0  # frames the kernel dropped because we were too slow
