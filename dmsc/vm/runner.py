@@ -250,8 +250,8 @@ class _Watch:
 def _started(argv: Sequence[str]) -> Iterator[tuple[subprocess.Popen, queue.Queue]]:
     """Start qemu with a thread reading its output; always kill and reap it at the end."""
     proc = subprocess.Popen(
-        list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True, preexec_fn=_die_with_parent,
+        _dying_with_parent(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
@@ -263,14 +263,13 @@ def _started(argv: Sequence[str]) -> Iterator[tuple[subprocess.Popen, queue.Queu
         reader.join(timeout=5)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel kills it (SIGKILL) if we die without reaping it,
-    so even ``kill -9`` of ``dmsc vm run`` leaves no qemu behind."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+def _dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """The command under util-linux's ``setpriv --pdeathsig KILL``: the kernel kills it if we
+    die without reaping it, so even ``kill -9`` of ``dmsc vm run`` leaves no qemu behind. (Not
+    a ``preexec_fn``: in a process with threads, as under gRPC or pytest, it can deadlock or
+    abort the child between fork and exec.)"""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
 
 
 def _read_lines(stream: BinaryIO, lines: queue.Queue) -> None:
