@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dmsc import results
 from dmsc.proto import dmsc_pb2
 from dmsc.routing import LinkStateTimers
 from dmsc.sim import SimNetwork, network_from_graph
@@ -222,25 +223,8 @@ def plot(frames: dict[str, pd.DataFrame]):
     top.set_ylabel(f"{WATCHED} served by")
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="route at")
     changes = frames["protocol_events"]
-    changes = changes[changes["kind"] == "fib"]
-    nodes = sorted(set(changes["node"]))
-    bottom.scatter(changes["time"], [nodes.index(n) for n in changes["node"]], marker="|", s=80)
-    bottom.set_yticks(range(len(nodes)), nodes)
-    bottom.set_ylabel("FIB change")
-    bottom.set_xlabel("virtual time (s)")
-    for axis in (top, bottom):
-        for _, event in frames["events"].iterrows():
-            axis.axvline(event["time"], color="grey", linestyle=":", linewidth=0.8)
-    for _, event in frames["events"].iterrows():
-        top.annotate(
-            event["kind"],
-            (event["time"], 1.02),
-            xycoords=("data", "axes fraction"),
-            rotation=30,
-            va="bottom",
-            fontsize=7,
-            color="dimgrey",
-        )
+    results.plot_fib_changes(bottom, changes[changes["kind"] == "fib"], "virtual time (s)")
+    results.mark_events((top, bottom), frames["events"])
     figure.suptitle("DMSC Figure 2 (simulated): anycast routing through faults", y=0.99)
     figure.tight_layout()
     return figure

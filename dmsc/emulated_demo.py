@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dmsc import results
 from dmsc.nodes.emulation import EmulatedNetwork
 from dmsc.topologies import figure2
 
@@ -168,25 +169,8 @@ def plot(frames: dict[str, pd.DataFrame]):
     top.set_yscale("log")
     top.set_ylabel(f"HTTP {SERVICE} latency (ms)")
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    changes = frames["fib_changes"]
-    nodes = sorted(set(changes["node"]))
-    bottom.scatter(changes["time"], [nodes.index(n) for n in changes["node"]], marker="|", s=80)
-    bottom.set_yticks(range(len(nodes)), nodes)
-    bottom.set_ylabel("FIB change")
-    bottom.set_xlabel("time since the first request (s)")
-    for axis in (top, bottom):
-        for _, event in events.iterrows():
-            axis.axvline(event["time"], color="grey", linestyle=":", linewidth=0.8)
-    for _, event in events.iterrows():
-        top.annotate(
-            event["kind"],
-            (event["time"], 1.02),
-            xycoords=("data", "axes fraction"),
-            rotation=30,
-            va="bottom",
-            fontsize=7,
-            color="dimgrey",
-        )
+    results.plot_fib_changes(bottom, frames["fib_changes"], "time since the first request (s)")
+    results.mark_events((top, bottom), events)
     figure.suptitle(f"DMSC Figure 2 (emulated): {CLIENT} calling {SERVICE} through faults", y=0.99)
     figure.tight_layout()
     return figure

@@ -94,3 +94,29 @@ def write_metadata(meta: dict, folder: Path) -> Path:
     path = folder / "metadata.json"
     path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+def plot_fib_changes(axis, changes: pd.DataFrame, xlabel: str) -> None:
+    """One row per node, a tick at each FIB change (``changes``: time, node)."""
+    nodes = sorted(set(changes["node"]))
+    axis.scatter(changes["time"], [nodes.index(n) for n in changes["node"]], marker="|", s=80)
+    axis.set_yticks(range(len(nodes)), nodes)
+    axis.set_ylabel("FIB change")
+    axis.set_xlabel(xlabel)
+
+
+def mark_events(axes, events: pd.DataFrame) -> None:
+    """A dotted line at each event on every axis, labelled above the first one."""
+    for axis in axes:
+        for when in events["time"]:
+            axis.axvline(when, color="grey", linestyle=":", linewidth=0.8)
+    for _, event in events.iterrows():
+        axes[0].annotate(
+            event["kind"],
+            (event["time"], 1.02),
+            xycoords=("data", "axes fraction"),
+            rotation=30,
+            va="bottom",
+            fontsize=7,
+            color="dimgrey",
+        )
