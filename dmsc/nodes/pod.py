@@ -32,6 +32,13 @@ from dmsc.spa.keys import demo_private_key, load_private_key
 log = logging.getLogger(__name__)
 ECHO_PORT = 7
 HTTP_PORT = 80
+#: gRPC backs off reconnection up to 2 minutes by default; a restarted SG should hear from its
+#: pods within about a second, well inside their lease.
+RECONNECT_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
 
 
 def run_ip(*arguments: str) -> None:
@@ -139,7 +146,7 @@ class Pod:
 
     async def start(self) -> None:
         target = f"ipv6:[{GATEWAY_LINK_LOCAL}%25{self.config.interface}]:{POD_GATEWAY_PORT}"
-        self.channel = grpc.aio.insecure_channel(target)
+        self.channel = grpc.aio.insecure_channel(target, options=RECONNECT_OPTIONS)
         self.gateway = dmsc_pb2_grpc.PodGatewayStub(self.channel)
         configure_addresses(self.config)
         await self._start_services()
