@@ -175,10 +175,10 @@ def _run_timeline(run: DemoRun) -> None:
         next_step = start + steps[0].at if steps else start + DURATION
         network.run_until(min(network.now + SAMPLE_STEP, next_step))
         _sample_routes(run, last)
-        _mark_convergence(run, steps, start)
+        _mark_convergence(run)
 
 
-def _mark_convergence(run: DemoRun, steps: list[Step], start: float) -> None:
+def _mark_convergence(run: DemoRun) -> None:
     """When the network matches the reference SPF, note how long the last event took."""
     if not run.events or "converged_after_s" in run.events[-1]:
         return

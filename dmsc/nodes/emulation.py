@@ -431,13 +431,7 @@ class EmulatedNetwork:
 
     def expected_announced(self) -> dict[str, set[str]]:
         """name -> SGs that should advertise it, given the pods and SGs taken down here."""
-        names: dict[str, set[str]] = {}
-        for pod in self.spec.pods:
-            if pod.name in self.nodes_down or pod.gateway in self.nodes_down:
-                continue
-            for name in pod.prefixes:
-                names.setdefault(name, set()).add(pod.gateway)
-        return names
+        return self.spec.announced(down=self.nodes_down)
 
     def fibs_match_reference(self, announced: dict[str, set[str]] | None = None) -> bool:
         announced = self.expected_announced() if announced is None else announced

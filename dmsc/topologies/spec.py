@@ -7,6 +7,7 @@ emulator turns one into Mininet hosts and links, the simulator into link-state c
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -121,10 +122,13 @@ class TopologySpec:
             graph.add_edge(link.a, link.b, cost=link.cost, delay_s=link.delay_s)
         return graph
 
-    def announced(self) -> dict[str, set[str]]:
-        """name -> the SGs that advertise it, when every pod's claims are accepted."""
+    def announced(self, down: Collection[str] = ()) -> dict[str, set[str]]:
+        """name -> the SGs that advertise it: every pod's allowed names (unauthorized claims
+        are refused by the SPA), except pods that are ``down`` or behind an SG that is."""
         names: dict[str, set[str]] = {}
         for pod in self.pods:
-            for name in pod.prefixes:  # unauthorized claims are refused by the SPA
+            if pod.name in down or pod.gateway in down:
+                continue
+            for name in pod.prefixes:
                 names.setdefault(name, set()).add(pod.gateway)
         return names

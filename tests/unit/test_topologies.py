@@ -20,6 +20,9 @@ def test_figure2_survives_any_core_link_failure():
     bridges = {frozenset(edge) for edge in nx.bridges(graph)}
     assert bridges == {frozenset(("sg1", "sr1")), frozenset(("sg2", "sr2"))}  # access links
     assert figure2.spec().announced()["/B"] == {"sg1", "sg4"}
+    without_sg4 = figure2.spec().announced(down={"sg4"})
+    assert without_sg4["/B"] == {"sg1"} and "/B/4" not in without_sg4
+    assert "/B/1" not in figure2.spec().announced(down={"pod1"})
 
 
 @pytest.mark.parametrize(
