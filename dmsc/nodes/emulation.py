@@ -90,6 +90,9 @@ class EmulatedNetwork:
     timers: LinkStateTimers = field(default_factory=LinkStateTimers)
     forward: bool = True
     run_dir: Path | None = None  # configs, logs, sockets; a temporary one is removed at stop
+    #: Seconds each program gets to be ready (listening, answering, announced). The default
+    #: suits a host; under software emulation (the VM's TCG) every start is ~5x slower.
+    ready_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         self.net = None
@@ -253,7 +256,11 @@ class EmulatedNetwork:
             ]
             self._popen(spa, "spa", command)
         for spa in self.spec.spas:
-            self._wait(lambda spa=spa: self.listening(spa, SPA_PORT), f"SPA {spa} listening", 15)
+            self._wait(
+                lambda spa=spa: self.listening(spa, SPA_PORT),
+                f"SPA {spa} listening",
+                self.ready_timeout_s,
+            )
 
     def _policy_for(self, sg: str) -> SpaPolicy:
         pods = [p for p in self.spec.pods if p.gateway == sg]
@@ -286,7 +293,9 @@ class EmulatedNetwork:
             ]
             self._popen(name, "router", command)
         for name in (*self.spec.gateways, *self.spec.routers):
-            self._wait(lambda name=name: self._answers(name), f"{name} admin socket", 20)
+            self._wait(
+                lambda name=name: self._answers(name), f"{name} admin socket", self.ready_timeout_s
+            )
 
     def _router_config(self, name: str, anchors: tuple[str, ...]) -> RouterConfig:
         is_sg = name in self.spec.gateways
@@ -340,7 +349,11 @@ class EmulatedNetwork:
             ]
             self._popen(pod.name, "pod", command)
         for pod in self.spec.pods:
-            self._wait(lambda pod=pod: self._pod_announced(pod.name), f"{pod.name} announced", 20)
+            self._wait(
+                lambda pod=pod: self._pod_announced(pod.name),
+                f"{pod.name} announced",
+                self.ready_timeout_s,
+            )
 
     def _pod_announced(self, name: str) -> bool:
         try:
@@ -410,7 +423,7 @@ class EmulatedNetwork:
         ]
         self._popen(name, old.role, command)
         self.nodes_down.discard(name)
-        self._wait(lambda: self._answers(name), f"{name} admin socket", 20)
+        self._wait(lambda: self._answers(name), f"{name} admin socket", self.ready_timeout_s)
 
     def signal_program(self, name: str, signum: int) -> None:
         """Send a signal to a running program (SIGSTOP freezes a pod: it stops renewing)."""
