@@ -33,7 +33,7 @@ import heapq
 import ipaddress
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from itertools import pairwise
 from types import MappingProxyType
@@ -509,10 +509,32 @@ def _context(inputs: DecisionInputs, pair: Pair, now: float) -> _Context:
         route = _nearest(routes, inputs.topology.hosts(instance))
         if route is None:
             continue
-        quality = _fresh(inputs, (source, instance), now)
+        quality = _with_path_bandwidth(_fresh(inputs, (source, instance), now), inputs.links,
+                                       route[1])  # fmt: skip
         crossed = crossings(quality, limits) if quality else ()
         candidates[instance] = _Candidate(instance, route[1], route[0], quality, crossed)
     return _Context(inputs, now, source, service, weights, candidates)
+
+
+def path_bandwidth(links: Mapping[tuple[str, str], LinkQuality], path: Path) -> float | None:
+    """The least available bandwidth measured along ``path`` (None: nothing measured)."""
+    known = []
+    for u, v in pairwise(path):
+        quality = links.get((u, v), links.get((v, u)))
+        if quality is not None and quality.bandwidth_bps is not None:
+            known.append(quality.bandwidth_bps)
+    return min(known, default=None)
+
+
+def _with_path_bandwidth(
+    quality: PathQuality | None, links: Mapping[tuple[str, str], LinkQuality], path: Path
+) -> PathQuality | None:
+    """An SG measures delay, jitter and loss end to end, but bandwidth is a property of links,
+    reported by the node at each end: the path's is its narrowest link's."""
+    if quality is None or quality.bandwidth_bps is not None:
+        return quality
+    bandwidth = path_bandwidth(links, path)
+    return quality if bandwidth is None else replace(quality, bandwidth_bps=bandwidth)
 
 
 def _fresh(inputs: DecisionInputs, key: Pair, now: float) -> PathQuality | None:
@@ -586,6 +608,7 @@ def _first_choice(ctx: _Context) -> _Outcome:
     default, plain_path = _routing_choice(ctx)
     if default is None:
         return _Outcome(None, f"no reachable instance of {ctx.service}; routing decides")
+    default = _as_routed(ctx, default, plain_path)
     if default.quality is None:
         return _Outcome(None, f"no telemetry for {default.instance} yet; routing decides")
     if not default.crossed:
@@ -611,6 +634,21 @@ def _routing_choice(ctx: _Context) -> tuple[_Candidate | None, Path]:
         return None, ()
     _, instance, path = min(reached)
     return ctx.candidates[instance], path
+
+
+def _as_routed(ctx: _Context, candidate: _Candidate, plain_path: Path) -> _Candidate:
+    """``candidate`` on the path routing gives it: what its traffic meets without a policy
+    (a narrow link there counts even if the QoS-weighted path avoids it)."""
+    if plain_path == candidate.path:
+        return candidate
+    limits = ctx.inputs.thresholds.for_service(ctx.service)
+    quality = _with_path_bandwidth(
+        _fresh(ctx.inputs, (ctx.source, candidate.instance), ctx.now), ctx.inputs.links, plain_path
+    )
+    crossed = crossings(quality, limits) if quality else ()
+    weight = _path_weight(ctx.weights, plain_path)
+    return _Candidate(candidate.instance, plain_path, math.inf if weight is None else weight,
+                      quality, crossed)  # fmt: skip
 
 
 def _challenger(ctx: _Context, current: _Candidate) -> _Candidate:

@@ -165,6 +165,33 @@ class Dataplane:
         stats[1] += len(frame)
         return [(action[1], forwarded(frame, action))]
 
+    def originate(self, packet: bytes) -> tuple[int, bytes] | None:
+        """Route an IPv6 packet this node sends itself (the SG's probes): policies, then the
+        FIB, then ECMP, as for a forwarded packet, but no hop-limit decrement and no ICMP
+        error. Returns the frame to send as ``(port, bytes)``; None when nothing routes it."""
+        if len(packet) < MIN_FRAME - 14 or packet[0] >> 4 != 6:
+            raise ValueError("originate: not an IPv6 packet")
+        tables = self.compiled
+        frame = bytearray(12) + b"\x86\xdd" + packet
+        high, low = _TWO_U64(frame, 38)
+        destination = high << 64 | low
+        action = _match_policy(frame, destination, tables) if tables.policies else None
+        if action is None:
+            route = tables.routes.lookup_int(destination)
+            if route is None:
+                return None
+            hops = route.hops
+            action = hops[0] if len(hops) == 1 else hops[flow_hash(frame, destination) % len(hops)]
+        if action[0] != FORWARD:
+            return None  # a drop policy
+        frame[0:12] = action[2]
+        out = self.counters.ports[action[1]]
+        out.tx_packets += 1
+        out.tx_bytes += len(frame)
+        action[3][0] += 1
+        action[3][1] += len(frame)
+        return action[1], bytes(frame)
+
     def other(
         self, action: tuple, frame: bytes | memoryview, in_port: int, now: float
     ) -> tuple[int, bytes] | None:

@@ -347,6 +347,16 @@ class Forwarder:
             elif not spin or clock() - last_busy > spin:
                 poll(1000)
 
+    def send_local(self, packet: bytes) -> bool:
+        """Send an IPv6 packet of the node's own (a probe) the way the forwarder would route
+        it. Safe from another thread: the tables are read once, the socket send is atomic.
+        False when no route or policy takes it, or the send failed (counted)."""
+        frame = self.dataplane.originate(packet)
+        if frame is None or not self._io:
+            return False
+        self._send_reply(frame)
+        return True
+
     def _send_reply(self, reply: tuple[int, bytes]) -> None:
         port, data = reply
         try:

@@ -32,7 +32,19 @@ def build_program(role: str, path: str):
     if config.forward:
         from dmsc.nodes.forwarding import Forwarding
 
-        node.extensions.append(Forwarding(node))
+        forwarding = Forwarding(node)
+        node.extensions.append(forwarding)
+        if config.controller:
+            from dmsc.nodes.openflow_link import OpenFlowLink
+
+            openflow = OpenFlowLink(node, forwarding, node.clock)
+            node.extensions.append(openflow)
+            if config.probe_services:
+                from dmsc.nodes.probing import Prober
+
+                node.extensions.append(Prober(node, forwarding, openflow, node.clock))
+    elif config.controller:
+        raise DmscError(f"node {config.node_id}: the SCSC (controller) needs the forwarder")
     return node
 
 

@@ -28,6 +28,7 @@ SPA_PORT = 50051
 class RouterInterface:
     name: str
     cost: int = 10
+    capacity_bps: int = 0  # the link's configured capacity (0 = unknown): for available bandwidth
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,33 @@ class RouterConfig:
     spa_target: str = ""  # SG only: gRPC target of its SPA
     lease_max_ms: int = 10_000
     forward: bool = True  # run the Python forwarder (off only for control-plane tests)
+    # --- the SCSC (DESIGN.md §4-5); empty controller = no OpenFlow agent
+    controller: str = ""  # "HOST:PORT" of the SCSC on the management network
+    openflow_listen: str = ""  # "HOST:PORT" where ovs-ofctl may connect ("" = no listener)
+    probe_services: tuple[str, ...] = ()  # SG: services whose instances it probes
+    probe_interval_ms: int = 100
+    probe_timeout_ms: int = 1000  # a probe unanswered this long is lost
+    probe_window: int = 10  # probes per loss/delay window
+    telemetry_interval_ms: int = 500  # how often telemetry goes to the SCSC
 
     def __post_init__(self) -> None:
+        where = f"node {self.node_id}"
+        for key in ("controller", "openflow_listen"):
+            if getattr(self, key):
+                host_port(getattr(self, key), f"{where}: {key}")
+        if (self.openflow_listen or self.probe_services) and not self.controller:
+            raise ConfigError(f"{where}: openflow_listen and probe_services need a controller")
+        if self.probe_services and not self.forward:
+            raise ConfigError(f"{where}: probe_services needs the forwarder (forward: true)")
+        for service in self.probe_services:
+            try:
+                ServiceName.parse(service)
+            except InvalidName as error:
+                raise ConfigError(f"{where}: probe_services: {error}") from None
+        for key in ("probe_interval_ms", "probe_timeout_ms", "probe_window",
+                    "telemetry_interval_ms"):  # fmt: skip
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{where}: {key} must be > 0, not {getattr(self, key)}")
         if self.role not in ("sg", "sr"):
             raise ConfigError(f"node {self.node_id}: role must be 'sg' or 'sr', not {self.role!r}")
         if self.pod_interfaces and not self.spa_target:
@@ -57,6 +83,15 @@ class RouterConfig:
     @property
     def link_state_timers(self) -> LinkStateTimers:
         return LinkStateTimers.from_mapping(self.timers)
+
+
+def host_port(text: str, where: str) -> tuple[str, int]:
+    """ "10.255.0.1:6653" or "[fd00::1]:6653" -> (host, port); ConfigError naming ``where``."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: {text!r} is not HOST:PORT")
+    return host, int(port)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,41 @@ class Program:
     role: str
     process: subprocess.Popen
     log_path: Path
+    command: list[str]
+
+
+SCSC_HOST = "scsc"
+MGMT_BRIDGE = "mgmt"  # inside the SCSC's namespace: nothing is added to the host's
+MGMT_INTERFACE = "mgmt0"  # every SG/SR's interface on the management network
+MGMT_SCSC_ADDRESS = "10.255.0.1"
+OPENFLOW_PORT = 6653  # the SCSC listens here (IANA's OpenFlow port)
+OPENFLOW_LISTEN_PORT = 6634  # each node, for ovs-ofctl (as Open vSwitch's ptcp: default)
+
+
+def mgmt_address(index: int) -> str:
+    """The management address of the ``index``-th SG/SR (10.255.0.2 onwards; a /16)."""
+    number = index + 2
+    if number > 0xFFFE:
+        raise DmscError("more than 65,533 nodes do not fit the management network")
+    return f"10.255.{number >> 8}.{number & 0xFF}"
+
+
+@dataclass(frozen=True)
+class ScscOptions:
+    """The Scheduling Center and the SGs' probing (docs/scheduling.md).
+
+    ``thresholds`` and ``scheduler`` take the documented YAML shapes; ``probe_services`` maps an
+    SG to the services it probes (default: every SG probes every service of the topology).
+    """
+
+    thresholds: dict = field(default_factory=dict)
+    scheduler: dict = field(default_factory=dict)
+    decision_interval_s: float = 0.2
+    probe_interval_ms: int = 100
+    probe_timeout_ms: int = 1000
+    probe_window: int = 10
+    telemetry_interval_ms: int = 500
+    probe_services: dict | None = None
 
 
 @dataclass
@@ -93,6 +128,7 @@ class EmulatedNetwork:
     #: Seconds each program gets to be ready (listening, answering, announced). The default
     #: suits a host; under software emulation (the VM's TCG) every start is ~5x slower.
     ready_timeout_s: float = 20.0
+    scsc: ScscOptions | None = None  # None: no SCSC, routing alone
 
     def __post_init__(self) -> None:
         self.net = None
@@ -102,6 +138,7 @@ class EmulatedNetwork:
         self.links_down: set[tuple[str, str]] = set()
         self.nodes_down: set[str] = set()
         self.edges: dict[str, Edge] = {}  # pod or SPA name -> its edge
+        self.mgmt_addresses: dict[str, str] = {}  # SG/SR -> its management address
         self.programs: dict[str, Program] = {}
         self._cleanups: list[Callable[[], object]] = []
 
@@ -128,12 +165,14 @@ class EmulatedNetwork:
         self._build_hosts_and_links()
         self._write_state()
         self._start_spas()
+        if self.scsc is not None:
+            self._start_scsc()
         self._start_routers()
         self._start_pods()
 
     def stop(self) -> None:
-        """Reverse order: pods, routers, SPAs, then Mininet; safe to call twice."""
-        for role in ("pod", "router", "spa"):
+        """Reverse order: pods, routers, SCSC, SPAs, then Mininet; safe to call twice."""
+        for role in ("pod", "router", "scsc", "spa"):
             names = [n for n, p in self.programs.items() if p.role == role]
             self._terminate_all([self.programs.pop(name) for name in names])
         while self._cleanups:
@@ -175,6 +214,31 @@ class EmulatedNetwork:
             self.edges[peer] = Edge(sg, sg_interface, peer, peer_interface)
             self._address(sg, sg_interface, GATEWAY_LINK_LOCAL)
             self._address(peer, peer_interface, EDGE_PEER_LINK_LOCAL)
+        if self.scsc is not None:
+            self._build_management_network()
+
+    def _build_management_network(self) -> None:
+        """The out-of-band network of the SCSC: a Linux bridge in the SCSC's namespace, one
+        veth to every SG/SR. IPv4, so it never mixes with the DMSC's IPv6 data plane."""
+        from mininet.link import Link
+
+        if SCSC_HOST in self.hosts:
+            raise DmscError(f"a topology node is called {SCSC_HOST!r}, the SCSC's host name")
+        scsc = self.net.addHost(SCSC_HOST, ip=None)
+        self.hosts[SCSC_HOST] = scsc
+        scsc.cmd("ip", "link", "set", "lo", "up")
+        scsc.cmd("ip", "link", "add", MGMT_BRIDGE, "type", "bridge")
+        scsc.cmd("ip", "addr", "add", f"{MGMT_SCSC_ADDRESS}/16", "dev", MGMT_BRIDGE)
+        scsc.cmd("ip", "link", "set", MGMT_BRIDGE, "up")
+        for index, name in enumerate((*self.spec.gateways, *self.spec.routers)):
+            port = f"m{index}"
+            self.net.addLink(self.hosts[name], scsc, cls=Link, intfName1=MGMT_INTERFACE,
+                             intfName2=port)  # fmt: skip
+            scsc.cmd("ip", "link", "set", port, "master", MGMT_BRIDGE, "up")
+            address = mgmt_address(index)
+            self.hosts[name].cmd("ip", "addr", "add", f"{address}/16", "dev", MGMT_INTERFACE)
+            self.hosts[name].cmd("ip", "link", "set", MGMT_INTERFACE, "up")
+            self.mgmt_addresses[name] = address
 
     def _add_link(self, a: str, b: str, bandwidth_mbps: float | None) -> tuple[str, str]:
         from mininet.link import Link, TCLink
@@ -208,7 +272,7 @@ class EmulatedNetwork:
         with open(log_path, "ab") as log_file:
             # Mininet runs it through `mnexec -da`, which already makes it a session leader
             process = self.hosts[host].popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-        program = Program(host, role, process, log_path)
+        program = Program(host, role, process, log_path, command)
         self.programs[host] = program
         return program
 
@@ -262,6 +326,38 @@ class EmulatedNetwork:
                 self.ready_timeout_s,
             )
 
+    def _start_scsc(self) -> None:
+        options = self.scsc
+        config = {
+            "listen_host": MGMT_SCSC_ADDRESS,
+            "listen_port": OPENFLOW_PORT,
+            "admin_socket": self.admin_socket(SCSC_HOST),
+            "decisions_log": str(self.run_dir / "scsc-decisions.jsonl"),
+            "telemetry_log": str(self.run_dir / "scsc-telemetry.jsonl"),
+            "decision_interval_s": options.decision_interval_s,
+            "thresholds": options.thresholds,
+            "scheduler": options.scheduler,
+        }
+        self._config_path(SCSC_HOST).write_text(json.dumps(config, indent=2) + "\n")
+        command = [sys.executable, "-m", "dmsc", "scsc", "--config",
+                   str(self._config_path(SCSC_HOST))]  # fmt: skip
+        self._popen(SCSC_HOST, "scsc", command)
+        self._wait_scsc_ready()
+
+    def _wait_scsc_ready(self) -> None:
+        """Ready only once it listens and answers (os-ken imports take a while)."""
+        self._wait(
+            lambda: self.listening(SCSC_HOST, OPENFLOW_PORT) and self._answers(SCSC_HOST),
+            "the SCSC listening",
+            self.ready_timeout_s,
+        )
+
+    def _probe_services(self, sg: str) -> tuple[str, ...]:
+        options = self.scsc
+        if options.probe_services is not None:
+            return tuple(options.probe_services.get(sg, ()))
+        return tuple(sorted({s for pod in self.spec.pods for s in pod.services}))
+
     def _policy_for(self, sg: str) -> SpaPolicy:
         pods = [p for p in self.spec.pods if p.gateway == sg]
         return SpaPolicy(
@@ -299,18 +395,19 @@ class EmulatedNetwork:
 
     def _router_config(self, name: str, anchors: tuple[str, ...]) -> RouterConfig:
         is_sg = name in self.spec.gateways
-        costs = {}
+        interfaces = []
         for link in self.spec.links:
             for end, interface in zip(
                 (link.a, link.b), self.link_ends[(link.a, link.b)], strict=True
             ):
                 if end == name:
-                    costs[interface] = link.cost
+                    capacity = int((link.bandwidth_mbps or 0) * 1_000_000)
+                    interfaces.append(RouterInterface(interface, link.cost, capacity))
         spa_edges = [e for e in self.edges.values() if e.sg == name and e.peer in self.spec.spas]
         return RouterConfig(
             node_id=name,
             role="sg" if is_sg else "sr",
-            interfaces=tuple(RouterInterface(i, c) for i, c in costs.items()),
+            interfaces=tuple(interfaces),
             admin_socket=self.admin_socket(name),
             trust_anchors=anchors,
             timers={k: v for k, v in vars(self.timers).items()},
@@ -325,7 +422,22 @@ class EmulatedNetwork:
                 else ""
             ),
             forward=self.forward,
+            **self._scsc_settings(name, is_sg),
         )
+
+    def _scsc_settings(self, name: str, is_sg: bool) -> dict:
+        options = self.scsc
+        if options is None:
+            return {}
+        return {
+            "controller": f"{MGMT_SCSC_ADDRESS}:{OPENFLOW_PORT}",
+            "openflow_listen": f"0.0.0.0:{OPENFLOW_LISTEN_PORT}",
+            "probe_services": self._probe_services(name) if is_sg else (),
+            "probe_interval_ms": options.probe_interval_ms,
+            "probe_timeout_ms": options.probe_timeout_ms,
+            "probe_window": options.probe_window,
+            "telemetry_interval_ms": options.telemetry_interval_ms,
+        }
 
     def _start_pods(self) -> None:
         for pod in self.spec.pods:
@@ -412,18 +524,12 @@ class EmulatedNetwork:
         old = self.programs[name]
         if old.process.poll() is None:
             raise DmscError(f"{name} is still running")
-        role_args = ["pod"] if old.role == "pod" else ["router"]
-        command = [
-            sys.executable,
-            "-m",
-            "dmsc.nodes",
-            *role_args,
-            "--config",
-            str(self._config_path(name)),
-        ]
-        self._popen(name, old.role, command)
+        self._popen(name, old.role, old.command)
         self.nodes_down.discard(name)
-        self._wait(lambda: self._answers(name), f"{name} admin socket", self.ready_timeout_s)
+        if old.role == "scsc":
+            self._wait_scsc_ready()
+        else:
+            self._wait(lambda: self._answers(name), f"{name} admin socket", self.ready_timeout_s)
 
     def signal_program(self, name: str, signum: int) -> None:
         """Send a signal to a running program (SIGSTOP freezes a pod: it stops renewing)."""
@@ -441,6 +547,15 @@ class EmulatedNetwork:
             self.links_down.discard(key)
         else:
             self.links_down.add(key)
+
+    def interface_toward(self, node: str, neighbor: str) -> str:
+        """``node``'s interface on its link to ``neighbor`` (where its egress qdisc goes)."""
+        for (a, b), ends in self.link_ends.items():
+            if (a, b) == (node, neighbor):
+                return ends[0]
+            if (b, a) == (node, neighbor):
+                return ends[1]
+        raise DmscError(f"no link between {node} and {neighbor}")
 
     def expected_announced(self) -> dict[str, set[str]]:
         """name -> SGs that should advertise it, given the pods and SGs taken down here."""

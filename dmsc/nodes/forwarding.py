@@ -78,10 +78,33 @@ class Forwarding:
                 hops.append(NextHop(self.port_of[interface], neighbor.hardware_address))
         return tuple(hops)
 
+    def router_neighbor(self, interface: str) -> str | None:
+        """The node id of the FULL neighbor on a router link, if any."""
+        for neighbor in self.node.router.neighbors.get(interface, {}).values():
+            if neighbor.state.value == "full":
+                return neighbor.node_id
+        return None
+
+    def neighbor_mac(self, interface: str) -> bytes | None:
+        """Who is at the other end of one of our ports: the router heard on it (FULL), or on a
+        pod link the pod holding a lease there. None when nobody is."""
+        for neighbor in self.node.router.neighbors.get(interface, {}).values():
+            if neighbor.state.value == "full" and len(neighbor.hardware_address) == 6:
+                return neighbor.hardware_address
+        gateway = self._gateway()
+        if gateway is not None:
+            for lease in gateway.leases:
+                if lease.interface == interface and len(lease.pod_mac) == 6:
+                    return lease.pod_mac
+        return None
+
+    def _gateway(self):
+        return next((e for e in self.node.extensions if hasattr(e, "leases")), None)
+
     def _deliveries(self, entry: FibEntry) -> tuple[NextHop, ...]:
         """A name this SG serves goes to the pods holding it (none for the node's own address:
         the kernel takes what is addressed to the node)."""
-        gateway = next((e for e in self.node.extensions if hasattr(e, "leases")), None)
+        gateway = self._gateway()
         if gateway is None:
             return ()
         return tuple(

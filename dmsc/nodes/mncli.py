@@ -9,6 +9,15 @@ mininet> pod2 traceroute -6 /B/4  any command: service names become their addres
 mininet> linkdown sg4 sr2         take a link down (linkup to restore)
 mininet> nodedown sg4             crash a node's program (nodeup to restart it)
 mininet> converged                wait until every FIB matches an independent SPF
+
+With the SCSC (`dmsc cli --scsc`):
+
+mininet> telemetry [SG...]        what the SGs measure (delay, jitter, loss per instance)
+mininet> decisions [N]            the SCSC's last N decision records; `choices`: its current ones
+mininet> policies NODE...         a node's OpenFlow policy table, with counters
+mininet> ofctl sr2 dump-flows     ovs-ofctl -O OpenFlow13 ... against the node's agent
+mininet> thresholds /B max_delay_ms=20 max_jitter_ms=off     change thresholds at run time
+mininet> nodedown scsc            stop the SCSC (fail-static); nodeup scsc resynchronises
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from mininet.cli import CLI
 
 from dmsc.errors import DmscError, InvalidName
 from dmsc.names import ServiceName, name_address
-from dmsc.nodes.emulation import EmulatedNetwork
+from dmsc.nodes.emulation import OPENFLOW_LISTEN_PORT, SCSC_HOST, EmulatedNetwork
 
 QUERIES = ("fib", "rib", "lsdb", "neighbors", "counters", "events", "leases", "status")
 
@@ -42,6 +51,31 @@ def format_rows(rows) -> str:
     if isinstance(rows, dict):
         return "\n".join(f"  {key}: {json.dumps(value)}" for key, value in sorted(rows.items()))
     return "\n".join("  " + json.dumps(row) for row in rows) or "  (empty)"
+
+
+def with_threshold_changes(current: dict, scope: str, assignments: list[str]) -> dict:
+    """The threshold table ``current`` (its documented shape) with ``KEY=VALUE`` applied to
+    ``scope`` ("default" or a service name). The SCSC validates the result."""
+    if not assignments:
+        raise ValueError("give at least one KEY=VALUE (e.g. max_delay_ms=20, or =off)")
+    services = current.get("services") or {}
+    table = {
+        "default": dict(current.get("default") or {}),
+        "services": {name: dict(limits) for name, limits in services.items()},
+    }
+    section = table["default"] if scope == "default" else table["services"].setdefault(scope, {})
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{assignment!r}: expected KEY=VALUE")
+        if value in ("off", "null", "none"):
+            section[key] = None
+            continue
+        try:
+            section[key] = float(value)
+        except ValueError:
+            raise ValueError(f"{assignment!r}: {value!r} is not a number or off") from None
+    return table
 
 
 class DmscCLI(CLI):
@@ -185,6 +219,74 @@ class DmscCLI(CLI):
             self._say(f"converged (waited {waited:.2f} s)")
         except (DmscError, ValueError) as error:
             self._say(f"*** {error}")
+
+    # ------------------------------------------------------------------ the SCSC
+
+    def _scsc(self, query: str, **arguments):
+        if self.network.scsc is None:
+            self._say("*** no SCSC in this network (start with: dmsc cli --scsc)")
+            return None
+        try:
+            return self.network.ask(SCSC_HOST, query, **arguments)
+        except DmscError as error:
+            self._say(f"*** scsc: {error}")
+            return None
+
+    def do_telemetry(self, line: str) -> None:
+        """telemetry [SG...]: each SG's probe results per instance; without SG, what the
+        SCSC has received."""
+        if line.split():
+            self._query("telemetry", line)
+            return
+        rows = self._scsc("telemetry")
+        if rows is not None:
+            self._say(f"scsc telemetry:\n{format_rows(rows)}")
+
+    def do_decisions(self, line: str) -> None:
+        """decisions [N]: the SCSC's last N decision records (default 20)."""
+        limit = int(line) if line.strip().isdigit() else 20
+        rows = self._scsc("decisions", limit=limit)
+        if rows is not None:
+            self._say(format_rows(rows))
+
+    def do_choices(self, _line: str) -> None:
+        """choices: the instance and path the SCSC chose for each (SG, service) it manages."""
+        rows = self._scsc("choices")
+        if rows is not None:
+            self._say(format_rows(rows))
+
+    def do_policies(self, line: str) -> None:
+        """policies NODE...: the node's policy (OpenFlow) table, with packet counters."""
+        self._query("policies", line)
+
+    def do_ofctl(self, line: str) -> None:
+        """ofctl NODE COMMAND [ARGS]: ovs-ofctl -O OpenFlow13 COMMAND tcp:127.0.0.1:6634 ARGS
+        in the node (e.g. ofctl sr2 dump-flows; ofctl sg2 dump-ports)."""
+        parts = line.split()
+        if len(parts) < 2:
+            self._say("usage: ofctl NODE COMMAND [ARGS...]  (e.g. ofctl sr2 dump-flows)")
+            return
+        node, command, *rest = parts
+        target = f"tcp:127.0.0.1:{OPENFLOW_LISTEN_PORT}"
+        self._say(self.mn[node].cmd("ovs-ofctl", "-O", "OpenFlow13", command, target,
+                                    *rest).rstrip())  # fmt: skip
+
+    def do_thresholds(self, line: str) -> None:
+        """thresholds [default|SERVICE KEY=VALUE...]: show the SCSC's thresholds, or change
+        some (VALUE a number, or off), e.g. thresholds /B max_delay_ms=20 max_jitter_ms=off."""
+        parts = line.split()
+        current = self._scsc("thresholds")
+        if current is None or not parts:
+            if current is not None:
+                self._say(format_rows(current))
+            return
+        try:
+            table = with_threshold_changes(current, parts[0], parts[1:])
+        except ValueError as error:
+            self._say(f"*** {error}")
+            return
+        if self._scsc("set_thresholds", thresholds=table) is not None:
+            self._say(format_rows(self._scsc("thresholds") or {}))
 
     def default(self, line: str) -> None:
         """NODE COMMAND: run a command on a host, with service names turned into addresses."""

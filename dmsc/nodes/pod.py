@@ -4,7 +4,8 @@ For each instance (``/B/4``) the pod owns the instance address and its service's
 address (``/B``), configured on its link to the SG; its default route goes via the SG
 (``fe80::1``) with the first instance address as source, so replies come back to this pod and
 not to the nearest holder of an anycast address. Services: UDP and TCP echo (port 7) and a small
-HTTP service (port 80) that says which pod and instance answered.
+HTTP service (port 80) that says which pod and instance answered; a STAMP reflector (UDP 862)
+answers its SG's probes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 
+from dmsc.errors import DecodeError
+from dmsc.measurement.stamp import STAMP_PORT, Reflector
 from dmsc.names import ServiceName, name_address
 from dmsc.nodes.admin import serve_admin
 from dmsc.nodes.config import GATEWAY_LINK_LOCAL, POD_GATEWAY_PORT, PodConfig
@@ -34,6 +40,7 @@ ECHO_PORT = 7
 HTTP_PORT = 80
 #: gRPC backs off reconnection up to 2 minutes by default; a restarted SG should hear from its
 #: pods within about a second, well inside their lease.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 RECONNECT_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
@@ -119,6 +126,60 @@ def http_handler(pod_id: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class StampReflectorEndpoint:
+    """The pod's STAMP reflector (UDP 862, RFC 8762): replies from the address probed, and
+    reports the hop limit the probe arrived with and the kernel's receive time."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.reflector = Reflector()
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+        self.sock.setblocking(False)
+        self.sock.bind(("::", STAMP_PORT))
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        loop.add_reader(self.sock.fileno(), self._on_readable)
+
+        def close() -> None:
+            loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+        return close
+
+    def _on_readable(self) -> None:
+        while True:
+            try:
+                data, ancillary, _flags, peer = self.sock.recvmsg(2048, 256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.warning("STAMP reflector: %s", error)
+                return
+            hop_limit, pktinfo, received_at = 255, None, None
+            for level, kind, value in ancillary:
+                if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
+                    hop_limit = int.from_bytes(value[:4], sys.byteorder)
+                elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+                    pktinfo = value
+                elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = struct.unpack("qq", value[:16])
+                    received_at = seconds + nanoseconds / 1e9
+            try:
+                reply = self.reflector.reflect(
+                    data, received_at or self.clock(), hop_limit, sent_at=self.clock()
+                )
+            except DecodeError as error:  # counted by the reflector; the pod carries on
+                log.warning("STAMP reflector: bad test packet from %s: %s", peer[0], error)
+                continue
+            extra = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)] if pktinfo else []
+            with contextlib.suppress(OSError):
+                self.sock.sendmsg([reply], extra, 0, peer)
+
+
 class Pod:
     def __init__(self, config: PodConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
@@ -173,6 +234,8 @@ class Pod:
 
     async def _start_services(self) -> None:
         loop = asyncio.get_running_loop()
+        self.stamp = StampReflectorEndpoint(self.clock)
+        self._cleanups.append(self.stamp.start(loop))
         wanted = {s for i in self.config.instances for s in i.services}
         if "udp-echo" in wanted:  # one socket per address: replies leave from the address asked
             for name in owned_names(self.config):
@@ -228,6 +291,7 @@ class Pod:
             return {
                 "pod": self.config.pod_id,
                 "last_renewal": self.last_renewal,
+                "stamp": dict(self.stamp.reflector.counters),
                 "prefixes": {
                     n: {"accepted": r.accepted, "reason": r.reason, "address": str(name_address(n))}
                     for n, r in self.results.items()

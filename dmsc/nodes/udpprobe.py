@@ -40,8 +40,12 @@ def probe(address: str, interval: float, duration: float) -> dict:
                 next_send += interval
             _receive(sock, received, max(0.0, next_send - time.time()))
         _receive(sock, received, 0.5)  # late echoes
-    return {"address": address, "interval": interval, "sent": sent,
-            "received": {str(k): v for k, v in sorted(received.items())}}
+    return {
+        "address": address,
+        "interval": interval,
+        "sent": sent,
+        "received": {str(k): v for k, v in sorted(received.items())},
+    }
 
 
 def _send(sock: socket.socket, sequence: int, now: float) -> None:

@@ -231,8 +231,10 @@ class SimNetwork:
         count = count + 1 if last_time == self.now else 1
         self._timer_fires[node_id] = (self.now, count)
         if count > BUSY_TIMER_LIMIT:
-            raise RuntimeError(f"{node_id}: timer fired {count} times at {self.now} without "
-                               "time passing: a deadline handle_timer never clears")
+            raise RuntimeError(
+                f"{node_id}: timer fired {count} times at {self.now} without "
+                "time passing: a deadline handle_timer never clears"
+            )
 
     def _transmit(self, source: str, interface: str, data: bytes) -> None:
         link = self.links.get((source, interface))

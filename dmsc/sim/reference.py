@@ -62,8 +62,9 @@ def directed(graph: nx.Graph, cost: str = "cost") -> nx.DiGraph:
 
 def routes_from_fib_rows(rows: list[dict]) -> Routes:
     """The same shape from a node's admin-socket ``fib`` answer."""
-    return {row["label"]: (frozenset(h["node"] for h in row["next_hops"]), row["local"])
-            for row in rows}
+    return {
+        row["label"]: (frozenset(h["node"] for h in row["next_hops"]), row["local"]) for row in rows
+    }
 
 
 def actual_routes(router: LinkStateRouter) -> Routes:

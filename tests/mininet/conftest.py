@@ -32,7 +32,7 @@ def run_folders() -> set[Path]:
 
 def node_programs() -> set[int]:
     result = subprocess.run(
-        ["pgrep", "-f", "dmsc.nodes|dmsc spa serve"], capture_output=True, text=True
+        ["pgrep", "-f", "dmsc.nodes|dmsc spa serve|dmsc scsc"], capture_output=True, text=True
     )
     return {int(pid) for pid in result.stdout.split()}
 

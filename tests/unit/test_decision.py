@@ -1,5 +1,6 @@
 """The SCSC's pure decision: thresholds, instance and path, hysteresis, hold-down, policies."""
 
+import dataclasses
 import ipaddress
 from itertools import pairwise
 
@@ -21,6 +22,7 @@ from dmsc.controllers.decision import (
     demand_from_telemetry,
     diff,
     link_weight,
+    path_bandwidth,
     policy_cookie,
     policy_intents,
     shortest_routes,
@@ -242,6 +244,32 @@ def test_threshold_crossed_gives_a_new_instance_path_and_policies_on_exactly_its
     assert (record.old_instance, record.old_path) == ("/B/4", VIA_B4)
     assert (record.new_instance, record.new_path) == ("/B/1", VIA_B1)
     assert record.as_row()["new_path"] == "sg2>sr2>sr1>sg1"
+
+
+def test_a_narrow_link_on_routings_path_crosses_the_bandwidth_minimum_and_moves_the_pair():
+    telemetry = {("sg2", "/B/4"): quality(5.0), ("sg2", "/B/1"): quality(12.0)}
+    narrow = {("sr2", "sg4"): LinkQuality(bandwidth_bps=2e6)}  # reported by sr2, say
+    thresholds = ThresholdTable.from_mapping({"services": {"/B": {"min_bandwidth_bps": 5e6}}})
+    inputs = dataclasses.replace(figure2_inputs(telemetry), links=narrow, thresholds=thresholds)
+    decision = decide(inputs, NOW)
+    # /B/4 is still the best instance, on a path around the narrow link
+    assert decision.choices[PAIR].instance == "/B/4"
+    assert decision.choices[PAIR].path == ("sg2", "sr2", "sr3", "sg4")
+    (record,) = decision.records
+    assert record.trigger == "/B/4 (routing's choice): bandwidth 2 Mbit/s ≤ 5 Mbit/s"
+    assert record.old_path == VIA_B4
+    assert hops(decision.intents) == {("sg2", "sr2"), ("sr2", "sr3"), ("sr3", "sg4")}
+
+
+def test_path_bandwidth_is_the_narrowest_measured_link_and_the_sgs_own_figure_wins():
+    links = {("sg2", "sr2"): LinkQuality(bandwidth_bps=9e6), ("sg4", "sr2"): LinkQuality(
+        bandwidth_bps=3e6)}  # fmt: skip
+    assert path_bandwidth(links, VIA_B4) == 3e6
+    assert path_bandwidth(links, ("sr1", "sg1")) is None
+    telemetry = {("sg2", "/B/4"): quality(5.0, bandwidth=8e6), ("sg2", "/B/1"): quality(12.0)}
+    thresholds = ThresholdTable.from_mapping({"default": {"min_bandwidth_bps": 5e6}})
+    inputs = dataclasses.replace(figure2_inputs(telemetry), links=links, thresholds=thresholds)
+    assert decide(inputs, NOW).choices == {}  # 8 Mbit/s measured end to end: routing stays
 
 
 def test_one_policy_per_node_and_client_prefix_of_the_source_sg():

@@ -70,6 +70,12 @@ def test_router_config_round_trips_through_json(tmp_path):
         ({"timers": {"hello_interval": 5, "dead_interval": 1}}, "hello_interval < dead_interval"),
         ({"timers": {"hello": 1}}, "unknown timer"),
         ({"forward": "yes"}, "forward: expected bool"),
+        ({"controller": "10.255.0.1"}, "controller: '10.255.0.1' is not HOST:PORT"),
+        ({"controller": "10.255.0.1:99999"}, "is not HOST:PORT"),
+        ({"openflow_listen": "0.0.0.0:6634"}, "need a controller"),
+        ({"controller": "h:1", "probe_services": ["B"]}, "probe_services: .*'B'"),
+        ({"controller": "h:1", "probe_services": ["/B"], "forward": False}, "needs the forwarder"),
+        ({"controller": "h:1", "probe_interval_ms": 0}, "probe_interval_ms must be > 0"),
     ],
 )
 def test_bad_router_config_names_the_field(changes, message):
@@ -142,6 +148,4 @@ def test_probe_outages_are_runs_of_lost_echoes_including_one_still_open():
     received = {str(i): sent[i] + 0.001 for i in range(20) if not 5 <= i < 10 and i < 16}
     runs = outages({"interval": 0.01, "sent": sent, "received": received})
     assert [(round(s, 3), round(d, 3)) for s, d in runs] == [(0.05, 0.05), (0.16, 0.04)]
-    assert outages({"interval": 0.01, "sent": sent, "received": received}, after=0.11) == [
-        runs[1]
-    ]
+    assert outages({"interval": 0.01, "sent": sent, "received": received}, after=0.11) == [runs[1]]
