@@ -120,3 +120,57 @@ def test_whole_run_on_tiny_sizes_is_json_serialisable(tmp_path):
     assert [r.converged for r in results["convergence"]] == [True, True]
     assert json.loads(json.dumps(bench.to_json(results)))["config"]["topology"] == str(ABILENE)
     assert any("Figure 2" in line for line in lines)
+
+
+# ---------------------------------------------------------------- bench_scsc_decision
+
+
+@pytest.fixture(scope="module")
+def scsc():
+    from benchmarks import bench_scsc_decision
+
+    return bench_scsc_decision
+
+
+def test_scsc_decision_bench_on_figure2_moves_pairs_then_holds_still(scsc):
+    result = scsc.bench_figure2(reps=2, seed=3)
+    assert (result.nodes, result.links, result.gateways, result.pairs) == (7, 9, 4, 16)
+    assert result.telemetry == result.gateways * result.instances
+    cold, steady, change = (result.rounds[k] for k in ("cold", "steady", "change"))
+    assert cold.changed == cold.managed == result.routing_choice_bad >= 1
+    assert cold.intents == cold.added > 0 and cold.removed == 0
+    assert (steady.added, steady.removed, steady.changed) == (0, 0, 0)
+    assert steady.intents == cold.intents
+    assert change.changed >= 1 and change.added > 0
+    for timing in (result.baseline, result.from_lsas, cold.timing, steady.timing):
+        assert timing.reps == 2 and 0 < timing.min_s <= timing.median_s <= timing.max_s
+    assert all(r.ratios["median"] > 0 and r.ratios["min"] > 0 for r in result.rounds.values())
+    assert "draft Figure 2" in scsc.format_topology(result)
+    assert "Summary" in scsc.format_summary([result, result])
+    json.dumps(bench.to_json(result))
+
+
+def test_scsc_placement_is_seeded_and_spreads_each_service_over_distinct_sgs(scsc):
+    graph = bench.figure2_graph()
+    gateways = ("sg1", "sg2", "sg3", "sg4")
+    placement = scsc.place(graph, gateways, random.Random(5))
+    assert placement == scsc.place(graph, gateways, random.Random(5))
+    for service in scsc.SERVICES:
+        sgs = [sg for name, sg in placement.hosts.items() if name.startswith(f"{service}/")]
+        assert 2 <= len(sgs) <= 4 and len(set(sgs)) == len(sgs)
+
+
+def test_scsc_quick_run_writes_json(scsc, tmp_path, capsys):
+    if not ABILENE.is_file():
+        pytest.skip(f"Topology Zoo sample {ABILENE} is absent (shared data not checked out)")
+    out = tmp_path / "scsc.json"
+    assert scsc.main(["--quick", "--json", str(out), "--zoo", str(ZOO_DIR)]) == 0
+    data = json.loads(out.read_text())
+    assert [t["nodes"] for t in data["topologies"]] == [7, 11]  # Figure 2, then Abilene
+    assert set(data["topologies"][1]["rounds"]) == {"cold", "steady", "change"}
+    assert "Summary" in capsys.readouterr().out
+
+
+def test_scsc_bench_without_zoo_files_is_refused(scsc, tmp_path, capsys):
+    assert scsc.main(["--quick", "--zoo", str(tmp_path)]) == 2
+    assert f"no .graphml file in {tmp_path}" in capsys.readouterr().err
