@@ -1401,11 +1401,32 @@ def _check_telemetry(telemetry: dmsc_pb2.Telemetry) -> None:
             ServiceName.parse(sample.target)
         except InvalidName as error:
             raise DecodeError(f"telemetry from {sample.sg_node_id}: {error}") from None
-        values = (sample.timestamp, sample.delay_ms, sample.jitter_ms, sample.bandwidth_bps)
-        if not all(math.isfinite(v) and v >= 0 for v in values) or not 0 <= sample.loss <= 1:
+        # NaN is "unknown" (proto3 doubles have no presence): no reply yet, no capacity
+        known = (sample.delay_ms, sample.jitter_ms, sample.bandwidth_bps)
+        if not _finite_and_positive(sample.timestamp) or not all(map(_unknown_or_positive, known)):
             raise DecodeError(
                 f"telemetry from {sample.sg_node_id} for {sample.target}: value out of range"
             )
+        if not 0 <= sample.loss <= 1:
+            raise DecodeError(
+                f"telemetry from {sample.sg_node_id} for {sample.target}: loss {sample.loss}"
+            )
+    for link in telemetry.links:
+        what = f"link sample from {link.node_id or '?'} toward {link.neighbor or '?'}"
+        check_node_id(link.node_id, what)
+        check_node_id(link.neighbor, what)
+        for name in ("timestamp", "capacity_bps", "tx_bps", "available_bps"):
+            value = getattr(link, name)
+            if not (_finite_and_positive(value) or (name == "available_bps" and math.isnan(value))):
+                raise DecodeError(f"{what}: {name} {value} must be finite and >= 0")
+
+
+def _finite_and_positive(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
+def _unknown_or_positive(value: float) -> bool:
+    return math.isnan(value) or _finite_and_positive(value)
 
 
 def _check_lsa_copy(copy: dmsc_pb2.LsaCopy) -> None:

@@ -321,6 +321,19 @@ def test_dmsc_experimenter_round_trip(body, exp_type: int):
     assert decoded == body
 
 
+def test_unknown_values_travel_as_nan_and_are_accepted():
+    nan = float("nan")
+    body = dmsc_pb2.Telemetry(
+        samples=[dmsc_pb2.QosSample(sg_node_id="sg1", target="/B/4", timestamp=1.0,
+                                    delay_ms=nan, jitter_ms=nan, loss=1.0, bandwidth_bps=nan)],
+        links=[dmsc_pb2.LinkSample(node_id="sr2", neighbor="sg4", timestamp=1.0,
+                                   tx_bps=1e6, available_bps=nan)],
+    )  # fmt: skip
+    data = body.SerializeToString()
+    decoded = of.decode_dmsc_experimenter(of.DMSC_EXPERIMENTER_ID, 1, data)
+    assert decoded.SerializeToString() == data
+
+
 @pytest.mark.parametrize(
     ("experimenter", "exp_type", "data", "why"),
     [
@@ -334,7 +347,23 @@ def test_dmsc_experimenter_round_trip(body, exp_type: int):
             dmsc_pb2.Telemetry(
                 samples=[dmsc_pb2.QosSample(sg_node_id="sg1", target="/B", loss=2)]
             ).SerializeToString(),
-            "out of range",
+            "telemetry from sg1 for /B: loss 2",
+        ),
+        (
+            of.DMSC_EXPERIMENTER_ID,
+            1,
+            dmsc_pb2.Telemetry(
+                samples=[dmsc_pb2.QosSample(sg_node_id="sg1", target="/B", delay_ms=-1)]
+            ).SerializeToString(),
+            "telemetry from sg1 for /B: value out of range",
+        ),
+        (
+            of.DMSC_EXPERIMENTER_ID,
+            1,
+            dmsc_pb2.Telemetry(
+                links=[dmsc_pb2.LinkSample(node_id="sr2", neighbor="sg4", tx_bps=float("inf"))]
+            ).SerializeToString(),
+            "link sample from sr2 toward sg4: tx_bps inf must be finite and >= 0",
         ),
     ],
 )
