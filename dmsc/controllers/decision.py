@@ -73,6 +73,9 @@ class SchedulerConfig:
 
     #: a candidate as bad as the current must have this much lower delay (0.2 = 20 % lower)
     hysteresis: float = 0.2
+    #: ... and at least this much lower in absolute terms: on a LAN-like path of 1 ms, 20 %
+    #: is 0.2 ms, which the noise of a 10-probe mean exceeds (it flapped every hold-down)
+    hysteresis_floor_ms: float = 2.0
     #: seconds after a change during which only forced changes happen
     hold_down_s: float = 10.0
     #: link weight per ms of measured link delay, in cost units (Figure 2 links cost 10)
@@ -112,6 +115,7 @@ class SchedulerConfig:
 
 _SCHEDULER_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "hysteresis": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "hysteresis_floor_ms": (">= 0", lambda v: 0 <= v < math.inf),
     "hold_down_s": (">= 0", lambda v: v >= 0),
     "delay_weight": (">= 0", lambda v: v >= 0),
     "crossing_penalty": ("> 0", lambda v: v > 0),
@@ -472,11 +476,15 @@ class _Candidate:
         )
 
 
-def _better(challenger: _Candidate, current: _Candidate, margin: float) -> bool:
-    """The switch rule: fewer thresholds crossed, or as many and delay lower by the margin."""
+def _better(challenger: _Candidate, current: _Candidate, config: SchedulerConfig) -> bool:
+    """The switch rule: fewer thresholds crossed, or as many and delay lower by the margin
+    (relative and absolute)."""
     if challenger.badness != current.badness:
         return challenger.badness < current.badness
-    return challenger.delay < current.delay * (1.0 - margin)
+    return (
+        challenger.delay < current.delay * (1.0 - config.hysteresis)
+        and current.delay - challenger.delay >= config.hysteresis_floor_ms
+    )
 
 
 @dataclass(frozen=True)
@@ -695,7 +703,7 @@ def _as_routed(ctx: _Context, candidate: _Candidate, plain_path: Path) -> _Candi
 def _challenger(ctx: _Context, current: _Candidate) -> _Candidate:
     """The best-scored measured instance if the switch rule prefers it, else ``current``."""
     best = min(ctx.measured, key=_Candidate.score)
-    if best is not current and _better(best, current, ctx.config.hysteresis):
+    if best is not current and _better(best, current, ctx.config):
         return best
     return current
 

@@ -12,7 +12,7 @@ The configuration (JSON; only the three paths are required)::
     {"admin_socket": "/tmp/dmsc/scsc.sock",
      "decisions_log": "results/decisions.jsonl", "telemetry_log": "results/telemetry.jsonl",
      "listen_host": "0.0.0.0", "listen_port": 6653, "decision_interval_s": 0.2,
-     "startup_settle_s": 2.0, "node_id": "scsc",
+     "startup_settle_s": 2.0, "topology_settle_s": 6.0, "node_id": "scsc",
      "thresholds": {"default": {"max_delay_ms": 50}}, "scheduler": {"hold_down_s": 10}}
 
 Readiness, for callers: the TCP port listens and the admin socket answers ``status``.
@@ -74,6 +74,10 @@ class ScscConfig:
     #: no decision for this long after start: a restarted SCSC first hears every switch's LSA
     #: copy and reads its table back, so it never decides on half a topology
     startup_settle_s: float = 2.0
+    #: no decision until the topology (LSA copies) has been still this long: routing
+    #: reconverges first (its SPF back-off can hold a change up to spf_max_hold, 5 s), and the
+    #: probes lost meanwhile expire (1 s) and leave the SGs' windows
+    topology_settle_s: float = 6.0
     thresholds: Mapping[str, Any] = field(default_factory=dict)  # ThresholdTable's YAML shape
     scheduler: Mapping[str, Any] = field(default_factory=dict)  # SchedulerConfig's fields
 
@@ -91,8 +95,9 @@ class ScscConfig:
             raise ConfigError(f"listen_port: {self.listen_port} is not in 1..65535")
         if not self.decision_interval_s > 0:
             raise ConfigError(f"decision_interval_s: must be > 0, got {self.decision_interval_s}")
-        if not self.startup_settle_s >= 0:
-            raise ConfigError(f"startup_settle_s: must be >= 0, got {self.startup_settle_s}")
+        for name in ("startup_settle_s", "topology_settle_s"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         self.threshold_table()
         self.scheduler_config()
 

@@ -345,6 +345,7 @@ class SchedulingCenter:
         self.scheduler = scheduler
         self.switches: dict[int, SwitchState] = {}
         self.topology = Topology({}, {})
+        self.topology_changed_at = 0.0  # when an LSA copy last changed the graph or the names
         self.telemetry: TelemetryTable = {}
         self.links: dict[tuple[str, str], LinkReading] = {}  # (node, neighbor) -> latest
         self.choices: dict[Pair, Choice] = {}
@@ -411,6 +412,8 @@ class SchedulingCenter:
         switch.ports = {}
         for port in sorted(copy.ports, key=lambda p: p.port_no):
             switch.ports.setdefault(port.neighbor, port.port_no)
+        if (topology.graph, topology.names) != (self.topology.graph, self.topology.names):
+            self.topology_changed_at = time.time()
         self._lsas, self.topology = lsas, topology
         self._tables_changed = True  # flows read back may now map to neighbors
 
@@ -877,10 +880,16 @@ class ScscApp(app_manager.OSKenApp):
                 self._round_failures += 1
                 self.logger.exception("decision round failed")
 
+    def _topology_settled_at(self) -> float:
+        """No decision while routing reconverges: probes lost to a convergence (a start, a
+        link failure) are not a quality of the path. Resumes once the topology has been
+        still for topology_settle_s, by when the SGs' windows hold fresh probes."""
+        return self.center.topology_changed_at + self.config.topology_settle_s
+
     def _round(self) -> None:
         now = time.time()
         with self._lock:
-            if now < self._settle_until:
+            if now < self._settle_until or now < self._topology_settled_at():
                 return
             result = self.center.run_round(now)
             for pair in result.read_back:
@@ -941,7 +950,7 @@ class ScscApp(app_manager.OSKenApp):
             "listen": {"host": self.config.listen_host, "port": self.config.listen_port},
             "admin_socket": self.config.admin_socket,
             "started_at": self._started,
-            "settling": now < self._settle_until,
+            "settling": now < max(self._settle_until, self._topology_settled_at()),
             "switches": center.switches_view(),
             "nodes": sorted(center.topology.graph),
             "instances": sorted(center.topology.instances),

@@ -102,6 +102,7 @@ class ScscOptions:
     thresholds: dict = field(default_factory=dict)
     scheduler: dict = field(default_factory=dict)
     decision_interval_s: float = 0.2
+    topology_settle_s: float = 6.0  # see dmsc/controllers/launcher.py
     probe_interval_ms: int = 100
     probe_timeout_ms: int = 1000
     probe_window: int = 10
@@ -335,6 +336,7 @@ class EmulatedNetwork:
             "decisions_log": str(self.run_dir / "scsc-decisions.jsonl"),
             "telemetry_log": str(self.run_dir / "scsc-telemetry.jsonl"),
             "decision_interval_s": options.decision_interval_s,
+            "topology_settle_s": options.topology_settle_s,
             "thresholds": options.thresholds,
             "scheduler": options.scheduler,
         }

@@ -59,6 +59,7 @@ class Target:
     sock: socket.socket
     sender: StampSender
     estimator: PathEstimator
+    answered: bool = False  # losses count from the first reply on
 
 
 class Prober:
@@ -78,7 +79,8 @@ class Prober:
         self.address = node_address(config.node_id)
         self.targets: dict[str, Target] = {}
         self.counters = {"sent": 0, "unrouted": 0, "replies": 0, "bad_replies": 0,
-                         "telemetry_sent": 0, "telemetry_dropped": 0}  # fmt: skip
+                         "lost_before_first_reply": 0, "telemetry_sent": 0,
+                         "telemetry_dropped": 0}  # fmt: skip
         self._targets_stale = True
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
@@ -132,7 +134,10 @@ class Prober:
         for name in set(self.targets) - wanted:
             self._close(self.targets.pop(name))
             log.info("%s: no longer probing %s (withdrawn)", self.node.config.node_id, name)
-        for name in sorted(wanted - set(self.targets)):
+        # Start probing a target once it is routed: a probe sent before convergence is not
+        # a loss of the path. Once started, it goes on: losses on a broken path are news.
+        routed = {entry.label for _, entry in self.node.router.fib.items()}
+        for name in sorted((wanted & routed) - set(self.targets)):
             self.targets[name] = self._open(name, now)
             log.info("%s: probing %s", self.node.config.node_id, name)
 
@@ -154,7 +159,10 @@ class Prober:
 
     def _probe(self, target: Target, now: float) -> None:
         for _ in target.sender.expire(now):
-            target.estimator.add_loss(now)
+            if target.answered:
+                target.estimator.add_loss(now)
+            else:  # the way back may not be routed yet (convergence): not a loss of the path
+                self.counters["lost_before_first_reply"] += 1
         forwarder = self.forwarding.forwarder
         for payload in target.sender.packets_due(now):
             packet = udp6_packet(self.address.packed, name_address(target.name).packed,
@@ -184,6 +192,7 @@ class Prober:
                 continue
             if result is not None:
                 self.counters["replies"] += 1
+                target.answered = True
                 target.estimator.add_reply(result)
 
     # ------------------------------------------------------------------ telemetry
@@ -195,6 +204,8 @@ class Prober:
     def _send_telemetry(self, now: float) -> None:
         telemetry = dmsc_pb2.Telemetry()
         for name, quality in self.qualities().items():
+            if quality.samples < self.window:
+                continue  # one lost probe out of one is not "100% loss": wait for a window
             sample = quality.to_qos_sample(self.node.config.node_id, name)
             sample.timestamp = now
             telemetry.samples.append(sample)

@@ -86,7 +86,8 @@ def assert_steered_along(network, path: list[str]) -> None:
         assert row["ipv6_dst"] == anycast
         assert row["outputs"] == [port_toward(network, node, next_node)], (node, row)
         flows = dump_flows(network, node)  # an independent OpenFlow implementation reads it
-        expected = f"ipv6_dst={name_address('/B')} actions=output:{row['outputs'][0]}"
+        port_name = network.interface_toward(node, next_node)  # it names ports by their names
+        expected = f'ipv6_dst={name_address("/B")} actions=output:"{port_name}"'
         assert expected in flows.replace(",", " "), flows
 
 
@@ -125,15 +126,24 @@ def test_a_link_narrower_than_the_services_minimum_is_avoided(emulate):
     network.wait_converged(timeout=30)
 
     choice = wait_until(lambda: choice_of(network), 30, "the SCSC to take sg2's /B over")
-    assert choice["instance"] == "/B/4" and choice["path"] == ["sg2", "sr2", "sr3", "sg4"]
-    (record,) = [r for r in network.ask(SCSC_HOST, "decisions") if r["source"] == "sg2"
-                 and r["service"] == "/B"]  # fmt: skip
-    assert "bandwidth" in record["trigger"] and "≤ 5 Mbit/s" in record["trigger"], record
-    wait_until(lambda: pair_policies(network, "sr3"), 10, "the policy on sr3")
-    assert_steered_along(network, ["sg2", "sr2", "sr3", "sg4"])
-    assert traceroute_nodes(network, "pod2", "/B")[:4] == ["sg2", "sr2", "sr3", "sg4"]
-    assert http_answerer(network, "pod2", "/B") == "pod4"
-    assert sum(row["packets"] for row in pair_policies(network, "sr3")) > 0
+    path = choice["path"]
+    # /B/4 on a path around the link, or /B/1: whichever measures the lower delay just now
+    assert ("sr2", "sg4") not in set(pairwise(path)), choice
+    records = [r for r in network.ask(SCSC_HOST, "decisions") if r["source"] == "sg2"
+               and r["service"] == "/B"]  # fmt: skip
+    # available = 2 Mbit/s of capacity - what the node sent over it (probes, hellos)
+    trigger = re.fullmatch(r"/B/4 \(routing's choice\): bandwidth ([\d.]+) Mbit/s ≤ 5 Mbit/s",
+                           records[0]["trigger"])  # fmt: skip
+    assert trigger and 1.5 < float(trigger.group(1)) <= 2.0, records[0]
+    assert records[0]["old_path"] == "sg2>sr2>sg4"
+    wait_until(lambda: all(pair_policies(network, n) for n in path[:-1]), 10, "the policies")
+    assert_steered_along(network, path)
+    assert traceroute_nodes(network, "pod2", "/B")[: len(path)] == path
+    serving_pod = {"/B/4": "pod4", "/B/1": "pod1"}[choice["instance"]]
+    assert http_answerer(network, "pod2", "/B") == serving_pod
+    # the agent copies the forwarder's counters in every 0.25 s
+    wait_until(lambda: sum(row["packets"] for row in pair_policies(network, path[-2])) > 0, 3,
+               f"packets counted by {path[-2]}'s policy")  # fmt: skip
     # only the pair's own traffic is steered: pod2 asking for /B/4 by name takes routing's path
     assert traceroute_nodes(network, "pod2", "/B/4")[:3] == ["sg2", "sr2", "sg4"]
 
@@ -143,7 +153,13 @@ def test_a_link_narrower_than_the_services_minimum_is_avoided(emulate):
 
 @pytest.fixture
 def loaded_network(emulate):
-    network = emulate(figure2.spec(), scsc=ScscOptions(**FAST))
+    # The full queue also drops (tail drop, about 20 % here, in bursts): loss is off so that
+    # this test is about the delay threshold alone.
+    # Its bursts reach 8 probes in a row, hence a window of 20 (one second) for the delay.
+    options = ScscOptions(
+        thresholds={"default": {"max_loss": None}}, **{**FAST, "probe_window": 20}
+    )
+    network = emulate(figure2.spec(), scsc=options)
     network.wait_converged(timeout=30)
     wait_until(lambda: network.ask("sg2", "telemetry")["targets"].get("/B/4", {}).get("delay_ms"),
                20, "sg2's first measurement of /B/4")  # fmt: skip
@@ -153,7 +169,8 @@ def loaded_network(emulate):
 def load_link(network, seconds: int) -> tuple[subprocess.Popen, subprocess.Popen]:
     """sr2 -> sg4 shaped to 4 Mbit/s with a 40-packet queue, then offered 4.6 Mbit/s of UDP
     from pod2 to /B/4 (an instance address: no policy steers it): a standing queue of about
-    40 x 1.5 kB / 4 Mbit/s = 120 ms in front of every probe to /B/4."""
+    40 x 1.5 kB / 4 Mbit/s = 120 ms in front of every probe to /B/4 (measured: 95-105 ms
+    one way)."""
     htb(network, "sr2", "sg4", "4mbit", queue_packets=40)
     address = str(name_address("/B/4"))
     server = network.hosts["pod4"].popen(["iperf3", "-s", "-1", "-B", address],
@@ -174,8 +191,8 @@ def test_queueing_delay_moves_the_traffic_and_fail_static_keeps_it_moved(loaded_
     try:
         choice = wait_until(lambda: choice_of(network), 30, "the SCSC to move sg2's /B")
         assert choice["instance"] == "/B/1", choice
-        (record,) = [r for r in network.ask(SCSC_HOST, "decisions") if r["source"] == "sg2"
-                     and r["service"] == "/B"]  # fmt: skip
+        record = next(r for r in network.ask(SCSC_HOST, "decisions") if r["source"] == "sg2"
+                      and r["service"] == "/B")  # fmt: skip
         delay = re.search(r"delay ([\d.]+) ms ≥ 50 ms", record["trigger"])
         assert delay and float(delay.group(1)) >= 50, record
         path = choice["path"]

@@ -314,6 +314,14 @@ def test_beyond_the_hysteresis_margin_the_better_instance_wins():
     )
 
 
+def test_a_fraction_of_a_millisecond_is_noise_whatever_the_percentage():
+    previous = chosen("/B/1", VIA_B1)
+    telemetry = {("sg2", "/B/1"): quality(1.1), ("sg2", "/B/4"): quality(0.8)}  # 27 % lower
+    assert decide(figure2_inputs(telemetry, previous), NOW).choices == previous
+    moved = decide(figure2_inputs(telemetry, previous, hysteresis_floor_ms=0.2), NOW)
+    assert moved.choices[PAIR].instance == "/B/4"
+
+
 def test_during_hold_down_nothing_changes_then_the_switch_happens():
     previous = chosen("/B/1", VIA_B1, since=NOW - 5.0)
     telemetry = {("sg2", "/B/1"): quality(62.1), ("sg2", "/B/4"): quality(10.0)}
