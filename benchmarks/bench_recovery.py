@@ -27,7 +27,7 @@ import networkx as nx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dmsc.nodes.emulation import EmulatedNetwork  # noqa: E402
+from dmsc.nodes.emulation import EmulatedNetwork, stop_on_sigterm  # noqa: E402
 from dmsc.nodes.udpprobe import outages  # noqa: E402
 from dmsc.topologies import figure2  # noqa: E402
 from dmsc.topologies.builders import graphml  # noqa: E402
@@ -54,8 +54,19 @@ def path_links(network: EmulatedNetwork, source_sg: str, target_sg: str) -> list
 def one_failure(network, client: str, target: str, link, folder: Path) -> float | None:
     out = folder / f"probe-{time.monotonic_ns()}.json"
     prober = network.hosts[client].popen(
-        [sys.executable, "-m", "dmsc.nodes.udpprobe", target, "--interval", str(INTERVAL),
-         "--duration", str(LEAD_IN + TAIL), "--out", str(out)])
+        [
+            sys.executable,
+            "-m",
+            "dmsc.nodes.udpprobe",
+            target,
+            "--interval",
+            str(INTERVAL),
+            "--duration",
+            str(LEAD_IN + TAIL),
+            "--out",
+            str(out),
+        ]
+    )
     try:
         time.sleep(LEAD_IN)  # the fault's place in the timeline, not a synchronisation
         cut = time.time()
@@ -81,10 +92,19 @@ def scenario(spec, client, target, source_sg, target_sg, repetitions, folder) ->
             links = path_links(network, source_sg, target_sg)
             link = links[repetition % len(links)]
             outage = one_failure(network, client, target, link, folder)
-            rows.append({"topology": spec.name, "repetition": repetition,
-                         "link": f"{link[0]}-{link[1]}", "outage_s": round(outage, 4)})
-            print(f"  {spec.name:<10} #{repetition:<2} cut {link[0]}-{link[1]:<10} "
-                  f"outage {outage * 1000:8.1f} ms", flush=True)
+            rows.append(
+                {
+                    "topology": spec.name,
+                    "repetition": repetition,
+                    "link": f"{link[0]}-{link[1]}",
+                    "outage_s": round(outage, 4),
+                }
+            )
+            print(
+                f"  {spec.name:<10} #{repetition:<2} cut {link[0]}-{link[1]:<10} "
+                f"outage {outage * 1000:8.1f} ms",
+                flush=True,
+            )
     return rows
 
 
@@ -94,8 +114,10 @@ def summarise(rows: list[dict]) -> None:
         by_topology.setdefault(row["topology"], []).append(row["outage_s"])
     for topology, values in by_topology.items():
         values = sorted(values)
-        print(f"  {topology}: median {statistics.median(values) * 1000:.0f} ms, "
-              f"max {values[-1] * 1000:.0f} ms over {len(values)} link failures")
+        print(
+            f"  {topology}: median {statistics.median(values) * 1000:.0f} ms, "
+            f"max {values[-1] * 1000:.0f} ms over {len(values)} link failures"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 repetitions, Figure 2 only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    stop_on_sigterm()  # teardown also when killed
     repetitions = 3 if args.quick else args.repetitions
     print(f"DMSC data-plane recovery after a link failure (UDP echo every {INTERVAL * 1e3:.0f} ms)")
     rows = []
@@ -113,8 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick and GEANT.exists():
             spec = graphml(GEANT)
             first, second = spec.pods[0], spec.pods[1]
-            rows += scenario(spec, first.name, second.instances[0], first.gateway,
-                             second.gateway, repetitions, folder)
+            rows += scenario(
+                spec,
+                first.name,
+                second.instances[0],
+                first.gateway,
+                second.gateway,
+                repetitions,
+                folder,
+            )
     summarise(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -39,10 +39,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmsc.nodes.emulation import EmulatedNetwork, ScscOptions
+    from dmsc.nodes.emulation import EmulatedNetwork, ScscOptions, stop_on_sigterm
     from dmsc.nodes.mncli import DmscCLI
     from dmsc.topologies.builders import build_topology
 
+    stop_on_sigterm()
     spec = build_topology(args.topo)
     scsc = ScscOptions(thresholds=load_thresholds(args.thresholds)) if args.scsc else None
     if args.thresholds and not args.scsc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -44,9 +45,14 @@ def one_request(address: str, timeout: float) -> dict:
         connection.close()
 
 
-def run(target: str, interval: float, duration: float, timeout: float) -> list[dict]:
+def run(
+    target: str, interval: float, duration: float, timeout: float, records: list | None = None
+) -> list[dict]:
+    """Requests until ``duration`` is over, appended to ``records`` (so that a caller that is
+    interrupted still has every request made so far)."""
     address = str(name_address(target)) if target.startswith("/") else target
-    records, start = [], time.time()
+    records = [] if records is None else records
+    start = time.time()
     next_at = start
     while next_at < start + duration:
         time.sleep(max(0.0, next_at - time.time()))
@@ -65,8 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    records = run(args.target, args.interval, args.duration, args.timeout)
-    args.out.write_text(json.dumps(records))
+    records: list[dict] = []
+    # SIGTERM (the runner stopping early) ends the loop; what was measured is still written
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        run(args.target, args.interval, args.duration, args.timeout, records)
+    finally:
+        args.out.write_text(json.dumps(records))
     failed = sum(not r["ok"] for r in records)
     print(f"{len(records)} requests, {failed} failed")
     return 0
