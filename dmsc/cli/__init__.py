@@ -10,7 +10,18 @@ from dmsc import __version__
 from dmsc.errors import DmscError
 
 #: Modules of ``dmsc.cli`` that add a subcommand, in the order ``dmsc --help`` lists them.
-SUBCOMMAND_MODULES = ("demo", "cli", "names", "spa", "capture", "clean", "vm", "scsc")
+SUBCOMMAND_MODULES = (
+    "run",
+    "report",
+    "demo",
+    "cli",
+    "names",
+    "spa",
+    "capture",
+    "clean",
+    "vm",
+    "scsc",
+)
 MODULE_OF = {"cli": "emulate"}  # `dmsc cli` lives in dmsc/cli/emulate.py
 
 

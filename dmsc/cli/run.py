@@ -32,6 +32,10 @@ def register(subparsers) -> None:
         default=None,
         help="seconds each node program gets to be ready (default 20; the VM sets 120)",
     )
+    parser.add_argument(
+        "--repetitions", type=int, help="override the file's repetitions (e.g. 1 for a try)"
+    )
+    parser.add_argument("--variants", help="run only these variants (comma-separated names)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(func=run)
 
@@ -39,7 +43,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmsc.experiments.spec import describe, load_experiment
 
-    experiment = load_experiment(args.experiment)
+    experiment = narrowed(load_experiment(args.experiment), args.repetitions, args.variants)
     print(describe(experiment))
     if args.check:
         return 0
@@ -55,3 +59,23 @@ def run(args: argparse.Namespace) -> int:
     folder = runner.run()
     print(f"results: {folder}")
     return 0
+
+
+def narrowed(experiment, repetitions: int | None, variants: str | None):
+    """The experiment with fewer repetitions or variants, as asked on the command line."""
+    from dataclasses import replace
+
+    from dmsc.errors import DmscError
+
+    if repetitions is not None:
+        if repetitions < 1:
+            raise DmscError(f"--repetitions must be at least 1, got {repetitions}")
+        experiment = replace(experiment, repetitions=repetitions)
+    if variants:
+        wanted = [name.strip() for name in variants.split(",") if name.strip()]
+        known = {v.name: v for v in experiment.variants}
+        unknown = [name for name in wanted if name not in known]
+        if unknown:
+            raise DmscError(f"--variants: unknown {unknown}; the file has {sorted(known)}")
+        experiment = replace(experiment, variants=tuple(known[name] for name in wanted))
+    return experiment

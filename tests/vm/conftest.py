@@ -21,6 +21,8 @@ from dmsc.vm.image import find_image, lookup_cache_dirs, project_root
 HERE = Path(__file__).parent
 #: Generous: the boot takes ~10 s under TCG, the selftest's Mininet check ~1 min.
 SELFTEST_TIMEOUT_S = 900
+#: The DMSC network starts in ~35-100 s under TCG, the measurements take ~2 min.
+FORWARDED_NETEM_TIMEOUT_S = 900
 
 
 def _missing_image_reason() -> str | None:
@@ -76,3 +78,22 @@ def selftest(vm_run: VmRun, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     checks = {check["name"]: check for check in json.loads(report.read_text())}
     print(proc.stdout)
     return checks
+
+
+@pytest.fixture(scope="session")
+def forwarded_netem(vm_run: VmRun, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One boot measuring netem through the DMSC forwarders (``dmsc.vm.guest.forwarded_netem``):
+    its report, with the ``checks`` by name and the run's ``exit_status``."""
+    results = tmp_path_factory.mktemp("vm-forwarded-netem")
+    proc = vm_run(
+        ["python3", "-m", "dmsc.vm.guest.forwarded_netem", "--out",
+         "/results/forwarded-netem.json"],
+        results=results, timeout=FORWARDED_NETEM_TIMEOUT_S,
+    )  # fmt: skip
+    path = results / "forwarded-netem.json"
+    assert path.exists(), f"no report (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    report = json.loads(path.read_text())
+    report["checks"] = {check["name"]: check for check in report["checks"]}
+    report["exit_status"] = proc.returncode
+    print(proc.stdout)
+    return report

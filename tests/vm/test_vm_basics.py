@@ -57,3 +57,13 @@ def test_a_hung_command_is_stopped_at_the_deadline(vm_run, tmp_path):
     assert proc.returncode == 124, proc.stdout + proc.stderr
     assert "timed out after 40 s while the command ran" in proc.stderr
     assert "started" in proc.stdout
+
+
+def test_a_project_command_runs_in_the_vm_and_its_results_reach_the_host(vm_run, tmp_path):
+    # `dmsc` in the VM is the project's CLI from the shared checkout; /results is `--results`
+    proc = vm_run(["dmsc", "demo", "--out", "/results"], results=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = tmp_path.glob("demo-*")
+    for name in ("events.csv", "route_changes.csv", "metadata.json", "routes.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert "-amd64" in (run / "metadata.json").read_text()  # the guest's kernel, recorded

@@ -1,0 +1,823 @@
+"""The report of a results folder, rebuilt from its CSV tables alone (docs/experiments.md).
+
+    run = load_run(folder)        # every table read and checked: DmscError naming file and line
+    summary = build_summary(run)  # the rows of summary.csv
+    paths = write_report(run)     # summary.csv, latency.png/.pdf, reroute.png/.pdf, report.tex
+    table = compare([a, b])       # medians and p95s per variant and event, labelled by folder
+
+Each function that takes a folder also takes a loaded :class:`ResultsRun`. Nothing here
+deletes a file: everything is read and computed before the first file is written.
+
+How summary.csv is computed
+---------------------------
+One row per (variant, repetition, event) whose action degrades something: ``impair``,
+``link_down``, ``node_crash``, ``scsc_stop``. An event that failed (``ok`` false) is left out,
+of the rows and of the windows below; :attr:`ResultsRun.notes` says so. ``event_index`` is the
+event's place among its repetition's rows of events.csv (sorted by ``at_s``, ties in file
+order), every action counted; ``at_s`` is when it was due. Durations are measured from the time
+the event was *applied*, ``t`` (``applied_s``; ``at_s`` when that is empty).
+
+Windows, by the time a request was sent (``sent_s``), each half-open ``[start, end)``:
+
+- The event is *cleared* at ``c`` by the first later event that undoes it on the same target
+  (a link's ends in either order): ``clear`` undoes ``impair``, ``link_up`` ``link_down``,
+  ``node_restart`` ``node_crash``, ``scsc_start`` ``scsc_stop``. Other events do not end it.
+- *before*: from the last event applied before ``t`` (or from the start) to ``t``.
+- *during*: from ``t`` to ``c`` (to the end of the data when nothing clears the event).
+- *after*: from ``c`` to the first other event applied at or after ``c`` (or the end of the
+  data); no window, so NaN, when nothing clears the event.
+
+The parts of the reroute are seconds after ``t``, each looked for inside *during*. They are
+cumulative (``detect_s <= decide_s <= install_s`` normally), not lengths of successive stages.
+
+- ``detect_s``: the first telemetry sample (``time_s``) that crosses a threshold while the
+  previous sample of the same (sg, target) pair did not, or is that pair's first: a pair that
+  was bad before the event (a far instance that never answers) is not this event's detection.
+  Only targets under a service the repetition's workload calls count. The thresholds are the
+  variant's, ``metadata.json`` ``variants.<name>.scsc.thresholds`` (the built-in defaults when
+  the key is absent), applied by :func:`dmsc.controllers.thresholds.crossings` exactly as the
+  SCSC applies them: delay >= max_delay_ms, jitter >= max_jitter_ms, loss >= max_loss,
+  bandwidth <= min_bandwidth_bps, and always loss = 1. ``thresholds`` events are not followed.
+- ``decide_s``: the first SCSC decision (decisions.csv) about a service the workload calls.
+- ``install_s``: the latest ``installed_s`` among that decision's policies (policies.csv):
+  the rows with its pair's cookie (``policy_cookie(source, service)``) installed at or after the
+  decision and before the pair's next decision. policies.csv holds the tables as they were at
+  the end of the repetition, so when a later decision replaced or removed those policies they
+  are gone and ``install_s`` is NaN.
+- ``reroute_s``: per (client, service) stream of requests, the *before instance* is the one
+  (``served_by``) that served most successful requests in *before* (a tie goes to the one that
+  served last); the stream moved at the first successful request of *during* served by another.
+  ``reroute_s`` is the earliest move of any stream: NaN when none moved, or none had a
+  successful request before the event.
+
+``detect_s``, ``decide_s`` and ``install_s`` are NaN in a variant without an SCSC.
+
+``{before,during,after}_p50_ms`` and ``_p95_ms``: percentiles (linear interpolation) of the
+latency of the successful requests sent in the window, all streams together; ``_loss``: the
+fraction of the requests sent in the window that failed. NaN for an empty window.
+
+Over repetitions (:func:`aggregate`, report.tex, :func:`compare`): per (variant, event) and
+column, the median and the 95th percentile (linear interpolation) of the values that are not
+NaN, and ``n``, their number, out of ``repetitions``.
+
+A run marked incomplete (``"complete": false``) is reported as far as its tables go: a missing
+table reads as empty, and the notes, the figure titles and report.tex say the run is incomplete.
+In a complete run a missing table is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dmsc import results
+from dmsc.controllers.decision import policy_cookie
+from dmsc.controllers.thresholds import ThresholdTable, crossings
+from dmsc.errors import ConfigError, DmscError
+from dmsc.names import ServiceName
+
+#: What undoes each degrading action; the keys are the actions summary.csv has rows for.
+CLEARED_BY = {
+    "impair": "clear",
+    "link_down": "link_up",
+    "node_crash": "node_restart",
+    "scsc_stop": "scsc_start",
+}
+ACTIONS = frozenset({*CLEARED_BY, *CLEARED_BY.values(), "thresholds"})
+
+#: The tables the report reads, their columns and how each is parsed (docs/experiments.md).
+#: fib_changes.csv is not read: nothing in the report comes from it.
+TABLES: Mapping[str, Mapping[str, str]] = {
+    "requests": {
+        "variant": "text", "repetition": "int", "client": "text", "service": "name",
+        "sent_s": "time", "latency_ms": "number", "ok": "bool", "served_by": "text",
+        "error": "text",
+    },
+    "telemetry": {
+        "variant": "text", "repetition": "int", "time_s": "time", "sg": "text",
+        "target": "name", "delay_ms": "number", "jitter_ms": "number", "loss": "number",
+        "bandwidth_bps": "number",
+    },
+    "decisions": {
+        "variant": "text", "repetition": "int", "time_s": "time", "source": "text",
+        "service": "name", "trigger": "text", "old_instance": "text", "old_path": "text",
+        "new_instance": "text", "new_path": "text", "all_bad": "bool",
+    },
+    "policies": {
+        "variant": "text", "repetition": "int", "node": "text", "cookie": "cookie",
+        "ipv6_dst": "text", "ipv6_src": "text", "outputs": "text", "installed_s": "number",
+        "packets": "number",
+    },
+    "events": {
+        "variant": "text", "repetition": "int", "at_s": "time", "applied_s": "number",
+        "action": "action", "target": "text", "commands": "text", "ok": "bool", "error": "text",
+    },
+}  # fmt: skip
+
+WINDOWS = ("before", "during", "after")
+PARTS = ("detect_s", "decide_s", "install_s", "reroute_s")
+METRICS = (*PARTS, *(f"{w}_{m}" for w in WINDOWS for m in ("p50_ms", "p95_ms", "loss")))
+EVENT_KEY = ("event_index", "action", "target", "at_s")
+SUMMARY_COLUMNS = ("variant", "repetition", *EVENT_KEY, *METRICS)
+AGGREGATE_COLUMNS = ("variant", *EVENT_KEY, "metric", "repetitions", "n", "median", "p95")
+INCOMPLETE = "incomplete run (metadata.json: complete is false)"
+DECIMALS = 6  # the runner's own rounding of times: a microsecond
+
+
+# ---------------------------------------------------------------- reading a results folder
+
+
+@dataclass(frozen=True, eq=False)
+class ResultsRun:
+    """A results folder as read: its metadata, its tables (parsed) and what to tell about it."""
+
+    folder: Path
+    metadata: Mapping[str, Any]
+    tables: Mapping[str, pd.DataFrame]
+    #: per variant, in metadata order: its thresholds, or None for a variant without an SCSC
+    thresholds: Mapping[str, ThresholdTable | None]
+    notes: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.metadata["complete"])
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return tuple(self.thresholds)
+
+    def rows(self, table: str, variant: str, repetition: int | None = None) -> pd.DataFrame:
+        frame = self.tables[table]
+        chosen = frame["variant"] == variant
+        if repetition is not None:
+            chosen &= frame["repetition"] == repetition
+        return frame[chosen]
+
+
+def load_run(folder: Path | str) -> ResultsRun:
+    """Read and check a results folder; a DmscError names the file and the problem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        problem = "not a folder" if folder.exists() else "no such results folder"
+        raise DmscError(f"{folder}: {problem}")
+    metadata = read_metadata(folder / "metadata.json")
+    notes = [] if metadata["complete"] else [INCOMPLETE]
+    tables = {}
+    for name in TABLES:
+        path = folder / f"{name}.csv"
+        if not metadata["complete"] and not path.exists():
+            notes.append(f"{name}.csv is missing: read as empty")
+            tables[name] = _frame(name, {})
+        else:
+            tables[name] = read_table(path, name)
+    thresholds = _variant_thresholds(metadata["variants"], folder / "metadata.json")
+    _check_variants(folder, tables, thresholds)
+    notes += _event_notes(tables["events"])
+    return ResultsRun(folder, metadata, tables, thresholds, tuple(notes))
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """metadata.json, checked for what the report needs: ``complete`` and ``variants``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DmscError(f"{path}: missing (every results folder has one)") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DmscError(f"{path}: cannot be read: {error}") from None
+    except json.JSONDecodeError as error:
+        raise DmscError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise DmscError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if not isinstance(data.get("complete"), bool):
+        raise DmscError(f"{path}: 'complete' must be true or false, got {data.get('complete')!r}")
+    variants = data.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise DmscError(f"{path}: 'variants' must be an object of the variants by name")
+    return data
+
+
+def read_table(path: Path, name: str) -> pd.DataFrame:
+    """One CSV table of the contract, every column parsed; extra columns are ignored."""
+    columns = TABLES[name]
+    header, lines, rows = _read_csv(path, columns)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DmscError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected: {', '.join(columns)}"
+        )
+    place = {column: header.index(column) for column in columns}
+    return _frame(
+        name,
+        {
+            column: _parse_column(path, column, kind, lines, [r[place[column]] for r in rows])
+            for column, kind in columns.items()
+        },
+    )
+
+
+def _frame(name: str, parsed: Mapping[str, list]) -> pd.DataFrame:
+    """The parsed columns with their types also when empty (a missing or header-only table)."""
+    types = {"time": float, "number": float, "int": "int64", "bool": bool, "cookie": object}
+    frame = pd.DataFrame({column: parsed.get(column, []) for column in TABLES[name]})
+    for column, kind in TABLES[name].items():
+        frame[column] = frame[column].astype(types.get(kind, str))
+    return frame
+
+
+def _read_csv(path: Path, columns: Iterable[str]) -> tuple[list[str], list[int], list[list]]:
+    """(header, line number of each row, rows); blank lines are skipped."""
+    try:
+        with path.open(newline="", encoding="utf-8") as stream:
+            reader = csv.reader(stream, strict=True)
+            numbered = [(reader.line_num, row) for row in reader if row]
+    except FileNotFoundError:
+        raise DmscError(f"{path}: missing; a results folder has {_table_files()}") from None
+    except UnicodeDecodeError as error:
+        raise DmscError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except (OSError, csv.Error) as error:
+        raise DmscError(f"{path}: not a readable CSV table: {error}") from None
+    if not numbered:
+        raise DmscError(f"{path}: empty; expected a header line: {', '.join(columns)}")
+    (_, header), body = numbered[0], numbered[1:]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DmscError(f"{path}: column(s) named twice in the header: {', '.join(repeated)}")
+    for line, row in body:
+        if len(row) != len(header):
+            raise DmscError(
+                f"{path}: line {line}: {len(row)} fields, but the header has {len(header)}"
+            )
+    return header, [line for line, _ in body], [row for _, row in body]
+
+
+def _table_files() -> str:
+    return ", ".join(f"{name}.csv" for name in TABLES)
+
+
+def _parse_column(path: Path, column: str, kind: str, lines: list[int], raw: list[str]) -> list:
+    parse, expected = PARSERS[kind]
+    values = []
+    for line, text in zip(lines, raw, strict=True):
+        try:
+            values.append(parse(text))
+        except ValueError:
+            raise DmscError(
+                f"{path}: line {line}: column {column}: {text!r} is not {expected}"
+            ) from None
+    return values
+
+
+def _number(text: str) -> float:
+    return float(text) if text.strip() else math.nan
+
+
+def _time(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _bool(text: str) -> bool:
+    values = {"true": True, "false": False, "1": True, "0": False}
+    try:
+        return values[text.strip().lower()]
+    except KeyError:
+        raise ValueError(text) from None
+
+
+def _name(text: str) -> str:
+    return str(ServiceName.parse(text))  # InvalidName is a ValueError
+
+
+def _action(text: str) -> str:
+    if text not in ACTIONS:
+        raise ValueError(text)
+    return text
+
+
+PARSERS: Mapping[str, tuple[Callable[[str], Any], str]] = {
+    "text": (str, "text"),
+    "int": (int, "an integer"),
+    "time": (_time, "a time in seconds"),
+    "number": (_number, "a number (or empty)"),
+    "bool": (_bool, "true or false"),
+    "name": (_name, "a service or instance name such as /B/4"),
+    "cookie": (lambda text: int(text, 0), "an OpenFlow cookie such as 0xd5c0739201f6dfdc"),
+    "action": (_action, f"an action ({', '.join(sorted(ACTIONS))})"),
+}
+
+
+def _variant_thresholds(variants: Mapping, path: Path) -> dict[str, ThresholdTable | None]:
+    found: dict[str, ThresholdTable | None] = {}
+    for name, variant in variants.items():
+        if not isinstance(variant, Mapping):
+            raise DmscError(f"{path}: variants.{name}: expected an object")
+        scsc = variant.get("scsc")
+        if scsc is None:
+            found[name] = None
+            continue
+        if not isinstance(scsc, Mapping):
+            raise DmscError(f"{path}: variants.{name}.scsc: expected an object or null")
+        try:
+            found[name] = ThresholdTable.from_mapping(scsc.get("thresholds") or {})
+        except ConfigError as error:
+            raise ConfigError(f"{path}: variants.{name}.scsc: {error}") from None
+    return found
+
+
+def _check_variants(folder: Path, tables: Mapping[str, pd.DataFrame], known: Mapping) -> None:
+    for name, frame in tables.items():
+        unknown = sorted(set(frame["variant"]) - set(known))
+        if unknown:
+            raise DmscError(
+                f"{folder / (name + '.csv')}: variant(s) {', '.join(map(repr, unknown))} not in "
+                f"metadata.json's variants ({', '.join(known)})"
+            )
+
+
+def _event_notes(events: pd.DataFrame) -> list[str]:
+    notes = []
+    for event in events[~events["ok"]].itertuples():
+        notes.append(
+            f"{event.variant} repetition {event.repetition}: {event.action} {event.target} at "
+            f"{event.at_s:g} s failed ({event.error or 'no error text'}): left out"
+        )
+    if (events["action"] == "thresholds").any():
+        notes.append("thresholds events are not followed: detect_s uses the variant's thresholds")
+    return notes
+
+
+def _as_run(folder: Path | str | ResultsRun) -> ResultsRun:
+    return folder if isinstance(folder, ResultsRun) else load_run(folder)
+
+
+# ---------------------------------------------------------------- summary.csv
+
+
+@dataclass(frozen=True)
+class _Windows:
+    before: tuple[float, float]
+    during: tuple[float, float]
+    after: tuple[float, float] | None
+
+
+def build_summary(folder: Path | str | ResultsRun) -> pd.DataFrame:
+    """summary.csv: one row per (variant, repetition, degrading event), as the module says."""
+    run = _as_run(folder)
+    rows = []
+    for variant in run.variants:
+        for repetition in sorted(set(run.rows("events", variant)["repetition"])):
+            rows += _repetition_rows(run, variant, repetition)
+    summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    summary[["repetition", "event_index"]] = summary[["repetition", "event_index"]].astype("int64")
+    for column in ("at_s", *METRICS):
+        summary[column] = summary[column].astype(float).round(DECIMALS)
+    return summary
+
+
+def _repetition_rows(run: ResultsRun, variant: str, repetition: int) -> list[dict]:
+    timeline = _timeline(run.rows("events", variant, repetition))
+    requests = run.rows("requests", variant, repetition)
+    services = sorted(set(requests["service"]))
+    rows = []
+    for position, event in enumerate(timeline.itertuples()):
+        if event.action not in CLEARED_BY:
+            continue
+        windows = _windows(timeline, position)
+        row = {"variant": variant, "repetition": repetition}
+        row |= {key: getattr(event, key) for key in EVENT_KEY}
+        row["reroute_s"] = _first_move(requests, windows) - event.time
+        if run.thresholds[variant] is not None:
+            row |= _control_parts(run, variant, repetition, services, windows)
+        for name in WINDOWS:
+            row |= _window_stats(requests, getattr(windows, name), name)
+        rows.append(row)
+    return rows
+
+
+def _timeline(events: pd.DataFrame) -> pd.DataFrame:
+    """The events applied, in order, with their index among all and ``time`` (when applied)."""
+    ordered = events.sort_values("at_s", kind="stable").reset_index(drop=True)
+    ordered["event_index"] = ordered.index
+    ordered["time"] = ordered["applied_s"].where(ordered["applied_s"].notna(), ordered["at_s"])
+    return ordered[ordered["ok"]].reset_index(drop=True)
+
+
+def _windows(timeline: pd.DataFrame, position: int) -> _Windows:
+    times = list(timeline["time"])
+    t = times[position]
+    start = max((x for x in times if x < t), default=-math.inf)
+    cleared = _clearing(timeline, position)
+    if cleared is None:
+        return _Windows((start, t), (t, math.inf), None)
+    c = times[cleared]
+    others = (x for k, x in enumerate(times) if k not in (position, cleared) and x >= c)
+    return _Windows((start, t), (t, c), (c, min(others, default=math.inf)))
+
+
+def _clearing(timeline: pd.DataFrame, position: int) -> int | None:
+    event = timeline.iloc[position]
+    for later in range(position + 1, len(timeline)):
+        candidate = timeline.iloc[later]
+        undoes = candidate["action"] == CLEARED_BY[event["action"]]
+        if undoes and same_target(candidate["target"], event["target"]):
+            return later
+    return None
+
+
+def same_target(a: str, b: str) -> bool:
+    """``sr2-sg4`` is ``sg4-sr2``: a link's ends in either order (or separated by spaces)."""
+    return a == b or sorted(re.split(r"[\s,-]+", a.strip())) == sorted(
+        re.split(r"[\s,-]+", b.strip())
+    )
+
+
+def _in(frame: pd.DataFrame, column: str, window: tuple[float, float]) -> pd.DataFrame:
+    return frame[(frame[column] >= window[0]) & (frame[column] < window[1])]
+
+
+def _first_move(requests: pd.DataFrame, windows: _Windows) -> float:
+    """When the first stream's traffic was first served by another instance (NaN: never)."""
+    served = requests[requests["ok"]]
+    moves = []
+    for _, stream in served.groupby(["client", "service"], sort=True):
+        before = _in(stream, "sent_s", windows.before)
+        if before.empty:
+            continue
+        during = _in(stream, "sent_s", windows.during)
+        moved = during[during["served_by"] != main_instance(before)]
+        if not moved.empty:
+            moves.append(moved["sent_s"].min())
+    return min(moves, default=math.nan)
+
+
+def main_instance(requests: pd.DataFrame) -> str:
+    """The instance that served most of these (successful) requests; a tie: the latest one."""
+    counts = requests["served_by"].value_counts()
+    top = set(counts[counts == counts.max()].index)
+    ordered = requests.sort_values("sent_s", kind="stable")
+    return ordered.loc[ordered["served_by"].isin(top), "served_by"].iloc[-1]
+
+
+def _control_parts(
+    run: ResultsRun, variant: str, repetition: int, services: list[str], windows: _Windows
+) -> dict[str, float]:
+    t = windows.during[0]
+    telemetry = _under(run.rows("telemetry", variant, repetition), "target", services)
+    decisions = _under(run.rows("decisions", variant, repetition), "service", services)
+    detected = _first_crossing(telemetry, run.thresholds[variant], windows.during)
+    decision = _in(decisions, "time_s", windows.during).sort_values("time_s", kind="stable")
+    if decision.empty:
+        return {"detect_s": detected - t}
+    first = decision.iloc[0]
+    installed = _installed(run.rows("policies", variant, repetition), decisions, first)
+    return {"detect_s": detected - t, "decide_s": first["time_s"] - t, "install_s": installed - t}
+
+
+def _under(frame: pd.DataFrame, column: str, services: list[str]) -> pd.DataFrame:
+    """The rows whose name in ``column`` is one of ``services`` or below one."""
+    below = [any(n == s or n.startswith(s + "/") for s in services) for n in frame[column]]
+    return frame.loc[pd.Series(below, index=frame.index, dtype=bool)]  # [] would pick columns
+
+
+@dataclass(frozen=True)
+class _Quality:
+    delay_ms: float | None
+    jitter_ms: float | None
+    loss: float | None
+    bandwidth_bps: float | None
+
+    @classmethod
+    def of(cls, row) -> _Quality:
+        values = (row.delay_ms, row.jitter_ms, row.loss, row.bandwidth_bps)
+        return cls(*(None if math.isnan(v) else v for v in values))
+
+
+def _first_crossing(
+    telemetry: pd.DataFrame, table: ThresholdTable, window: tuple[float, float]
+) -> float:
+    """The first sample in ``window`` that crosses while its pair's previous sample did not."""
+    samples = telemetry.sort_values("time_s", kind="stable")
+    crossed = pd.Series(
+        [
+            bool(crossings(_Quality.of(s), table.for_service(s.target)))
+            for s in samples.itertuples()
+        ],
+        index=samples.index,
+        dtype=bool,
+    )
+    previous = crossed.groupby([samples["sg"], samples["target"]]).shift(fill_value=False)
+    new = samples[crossed & ~previous.astype(bool)]
+    return _in(new, "time_s", window)["time_s"].min()
+
+
+def _installed(policies: pd.DataFrame, decisions: pd.DataFrame, decision: pd.Series) -> float:
+    """The last install time of the decision's policies still in the final tables."""
+    pair = (decisions["source"] == decision["source"]) & (
+        decisions["service"] == decision["service"]
+    )
+    later = decisions.loc[pair & (decisions["time_s"] > decision["time_s"]), "time_s"]
+    until = later.min() if not later.empty else math.inf
+    cookie = policy_cookie(decision["source"], decision["service"])
+    mine = policies[policies["cookie"] == cookie]
+    return _in(mine, "installed_s", (decision["time_s"], until))["installed_s"].max()
+
+
+def _window_stats(
+    requests: pd.DataFrame, window: tuple[float, float] | None, name: str
+) -> dict[str, float]:
+    sent = _in(requests, "sent_s", window) if window else requests.iloc[0:0]
+    latencies = sent.loc[sent["ok"], "latency_ms"].dropna()
+    p50, p95 = np.percentile(latencies, [50, 95]) if len(latencies) else (math.nan, math.nan)
+    loss = float((~sent["ok"]).mean()) if len(sent) else math.nan
+    return {f"{name}_p50_ms": p50, f"{name}_p95_ms": p95, f"{name}_loss": loss}
+
+
+# ---------------------------------------------------------------- over repetitions
+
+
+def aggregate(summary: pd.DataFrame) -> pd.DataFrame:
+    """Tidy: per (variant, event, metric) the number of repetitions, ``n`` (values not NaN),
+    their median and 95th percentile."""
+    rows = []
+    for key, group in summary.groupby(["variant", *EVENT_KEY], sort=False):
+        for metric in METRICS:
+            values = group[metric].dropna()
+            some = not values.empty
+            rows.append(
+                dict(zip(("variant", *EVENT_KEY), key, strict=True))
+                | {
+                    "metric": metric,
+                    "repetitions": len(group),
+                    "n": len(values),
+                    "median": values.median() if some else math.nan,
+                    "p95": values.quantile(0.95) if some else math.nan,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=list(AGGREGATE_COLUMNS))
+    frame[["median", "p95"]] = frame[["median", "p95"]].astype(float).round(DECIMALS)
+    return frame
+
+
+def compare(folders: Iterable[Path | str | ResultsRun]) -> pd.DataFrame:
+    """:func:`aggregate` of several results folders in one table, ``results`` naming each
+    by its folder's name (by its whole path when two have the same name)."""
+    runs = [_as_run(folder) for folder in folders]
+    names = [run.folder.name for run in runs]
+    frames = []
+    for run, name in zip(runs, names, strict=True):
+        label = name if names.count(name) == 1 else str(run.folder)
+        frames.append(aggregate(build_summary(run)).assign(results=label))
+    if not frames:
+        return pd.DataFrame(columns=["results", *AGGREGATE_COLUMNS])
+    table = pd.concat(frames, ignore_index=True)
+    return table[["results", *AGGREGATE_COLUMNS]]
+
+
+def format_table(aggregated: pd.DataFrame) -> str:
+    """Text for a terminal: per event, a line per metric, a column per (results and) variant,
+    each cell ``median (p95)``; the line ``moved`` counts the repetitions where traffic moved."""
+    if aggregated.empty:
+        return "no impairment or failure event"
+    by = [column for column in ("results", "variant") if column in aggregated]
+    cells = aggregated.assign(
+        column=aggregated[by].astype(str).agg("/".join, axis=1),
+        cell=[_cell(m, p) for m, p in zip(aggregated["median"], aggregated["p95"], strict=True)],
+        moved=aggregated["n"].astype(str) + "/" + aggregated["repetitions"].astype(str),
+    )
+    blocks = []
+    for (index, action, target, at), group in cells.groupby(list(EVENT_KEY), sort=False):
+        order = list(dict.fromkeys(group["column"]))
+        table = group.pivot(index="metric", columns="column", values="cell").reindex(METRICS)
+        reroutes = group[group["metric"] == "reroute_s"].set_index("column")["moved"]
+        table.loc["moved"] = reroutes
+        table = table[order].rename_axis(index=None, columns=None)
+        title = f"event {index}: {action} {target} at {at:g} s".replace("  ", " ")
+        blocks.append(f"{title}\n{table.fillna('').to_string()}")
+    return "\n\n".join(blocks)
+
+
+def _cell(median: float, p95: float) -> str:
+    return "-" if math.isnan(median) else f"{median:.4g} ({p95:.4g})"
+
+
+# ---------------------------------------------------------------- figures and LaTeX
+
+
+def write_report(folder: Path | str | ResultsRun) -> list[Path]:
+    """summary.csv, latency.png/.pdf, reroute.png/.pdf and report.tex in the folder."""
+    run = _as_run(folder)
+    plt = _pyplot()
+    summary = build_summary(run)
+    tex = report_tex(run, aggregate(summary))
+    figures = {"latency": latency_figure(run), "reroute": reroute_figure(run, summary)}
+    try:
+        paths = results.write_tables({"summary": summary}, run.folder)
+        for name, figure in figures.items():
+            paths += results.write_figure(figure, run.folder, name)
+    finally:
+        for figure in figures.values():
+            plt.close(figure)
+    tex_path = run.folder / "report.tex"
+    tex_path.write_text(tex, encoding="utf-8")
+    return [*paths, tex_path]
+
+
+def _title(run: ResultsRun, what: str) -> str:
+    title = f"{run.folder.name}: {what}"
+    return title if run.complete else f"{title}\nINCOMPLETE RUN (metadata.json: complete false)"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def latency_figure(run: ResultsRun):
+    """Latency of every request over time, one row per variant (its first repetition), the
+    instance that served as colour, failures as red crosses, the events marked."""
+    plt = _pyplot()
+    variants = [v for v in run.variants if not run.rows("requests", v).empty]
+    figure, axes = plt.subplots(
+        max(len(variants), 1), 1, figsize=(10, 1.0 + 2.6 * max(len(variants), 1)), sharex=True,
+        squeeze=False,
+    )  # fmt: skip
+    instances = sorted(set(run.tables["requests"]["served_by"]) - {""})
+    colours = {instance: f"C{i % 10}" for i, instance in enumerate(instances)}
+    for axis, variant in zip(axes[:, 0], variants, strict=False):
+        _plot_latency(axis, run, variant, colours)
+    if not variants:
+        axes[0, 0].text(
+            0.5, 0.5, "no requests recorded", ha="center", transform=axes[0, 0].transAxes
+        )
+    axes[-1, 0].set_xlabel("time since the workload started (s)")
+    handles = {h.get_label(): h for a in axes[:, 0] for h in a.get_legend_handles_labels()[0]}
+    if handles:
+        figure.legend(handles.values(), handles.keys(), loc="upper right", fontsize=8)
+    figure.suptitle(_title(run, "latency of every request (first repetition)"))
+    figure.tight_layout(rect=(0, 0, 0.86, 1))
+    return figure
+
+
+def _plot_latency(axis, run: ResultsRun, variant: str, colours: Mapping[str, str]) -> None:
+    requests = run.rows("requests", variant)
+    repetition = requests["repetition"].min()
+    requests = requests[requests["repetition"] == repetition]
+    served = requests[requests["ok"]]
+    for instance, rows in served.groupby("served_by"):
+        colour = colours.get(instance, "grey")
+        axis.scatter(rows["sent_s"], rows["latency_ms"], s=6, color=colour, label=instance)
+    failed = requests[~requests["ok"]]
+    if not failed.empty:
+        ceiling = max(served["latency_ms"].max(), 1.0) if not served.empty else 1.0
+        axis.scatter(
+            failed["sent_s"], [ceiling] * len(failed), marker="x", color="red", s=14,
+            label="failed (at the top)",
+        )  # fmt: skip
+    if (served["latency_ms"] > 0).any():
+        axis.set_yscale("log")
+    axis.set_ylabel("latency (ms)")
+    axis.set_title(f"{variant}, repetition {repetition}", loc="left", fontsize=9)
+    events = _timeline(run.rows("events", variant, repetition))
+    marks = pd.DataFrame(
+        {"time": events["time"], "kind": events["action"] + " " + events["target"]}
+    )
+    results.mark_events([axis], marks)
+
+
+def reroute_figure(run: ResultsRun, summary: pd.DataFrame):
+    """Per degrading event, reroute_s of each repetition per variant, the median as a bar."""
+    plt = _pyplot()
+    events = list(summary.groupby(list(EVENT_KEY), sort=False))
+    figure, axes = plt.subplots(
+        1, max(len(events), 1), figsize=(max(6.5, 3.8 * len(events)), 4.5), sharey=True,
+        squeeze=False,
+    )  # fmt: skip
+    for axis, ((_, action, target, at), rows) in zip(axes[0], events, strict=False):
+        _plot_reroutes(axis, rows, [v for v in run.variants if v in set(rows["variant"])])
+        axis.set_title(f"{action} {target} at {at:g} s", fontsize=9)
+    if not events:
+        axes[0, 0].text(
+            0.5, 0.5, "no impairment or failure event", ha="center", transform=axes[0, 0].transAxes
+        )
+    axes[0, 0].set_ylabel("reroute time (s after the event)")
+    figure.suptitle(_title(run, "reroute time: a point per repetition, bar: median"))
+    figure.tight_layout()
+    return figure
+
+
+def _plot_reroutes(axis, rows: pd.DataFrame, variants: list[str]) -> None:
+    for x, variant in enumerate(variants):
+        values = rows.loc[rows["variant"] == variant, "reroute_s"]
+        moved = values.dropna()
+        spread = np.linspace(-0.15, 0.15, len(moved)) if len(moved) > 1 else np.zeros(len(moved))
+        axis.scatter(x + spread, moved, s=16, color=f"C{x % 10}", zorder=3)
+        if not moved.empty:
+            axis.hlines(moved.median(), x - 0.3, x + 0.3, color="black", linewidth=1.5)
+        axis.annotate(
+            f"moved {len(moved)}/{len(values)}", (x, 0.01), xycoords=("data", "axes fraction"),
+            ha="center", va="bottom", fontsize=7,
+        )  # fmt: skip
+    axis.set_xticks(range(len(variants)), variants, rotation=20)
+    axis.set_xlim(-0.6, max(len(variants), 1) - 0.4)
+    axis.set_ylim(bottom=0)
+
+
+LABELS = {
+    "detect_s": "detect (s)",
+    "decide_s": "decide (s)",
+    "install_s": "install (s)",
+    "reroute_s": "reroute (s)",
+    **{
+        f"{w}_{m}": f"{label} {w}"
+        for w in WINDOWS
+        for m, label in (("p50_ms", "p50 latency (ms)"), ("p95_ms", "p95 latency (ms)"),
+                         ("loss", "loss"))
+    },
+}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    """Text as LaTeX typesets it literally."""
+    special = {
+        "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    }  # fmt: skip
+    return "".join(special.get(char, char) for char in str(text))
+
+
+def _latex_number(metric: str, value: float) -> str:
+    if math.isnan(value):
+        return "--"
+    if metric.endswith("_loss"):
+        return f"{100 * value:.1f}\\%"
+    return f"{value:.1f}" if metric.endswith("_ms") else f"{value:.3f}"
+
+
+def report_tex(run: ResultsRun, aggregated: pd.DataFrame) -> str:
+    """A LaTeX document: per variant a booktabs table, a column pair (median, p95 over
+    repetitions) per degrading event, a line per column of summary.csv."""
+    lines = [
+        r"\documentclass{article}",
+        r"\usepackage{booktabs}",
+        r"\begin{document}",
+        rf"\section*{{Results {latex_escape(run.folder.name)}}}",
+    ]
+    if not run.complete:
+        lines.append(r"\textbf{Incomplete run} (metadata.json: complete is false): the tables "
+                     r"hold what was collected before the run stopped.")  # fmt: skip
+    if run.notes:
+        lines += [r"\begin{itemize}", *(rf"\item {latex_escape(n)}" for n in run.notes)]
+        lines.append(r"\end{itemize}")
+    for variant in run.variants:
+        lines += _variant_table(run, variant, aggregated[aggregated["variant"] == variant])
+    lines.append(r"\end{document}")
+    return "\n".join(lines) + "\n"
+
+
+def _variant_table(run: ResultsRun, variant: str, rows: pd.DataFrame) -> list[str]:
+    name = latex_escape(variant)
+    state = "" if run.complete else " (incomplete run)"
+    if rows.empty:
+        return [rf"\paragraph{{Variant {name}}} no impairment or failure event{state}."]
+    events = list(rows.groupby(list(EVENT_KEY), sort=False))
+    head = " & ".join(
+        rf"\multicolumn{{2}}{{c}}{{{latex_escape(f'{a} {t}'.strip())} at {at:g}\,s}}"
+        for (_, a, t, at), _ in events
+    )
+    rules = " ".join(rf"\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(events)))
+    lines = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{Variant {name}{state}: median and p95 over repetitions}}",
+        rf"\begin{{tabular}}{{l{'rr' * len(events)}}}",
+        r"\toprule",
+        rf" & {head} \\",
+        rules,
+        " & " + " & ".join(["median & p95"] * len(events)) + r" \\",
+        r"\midrule",
+    ]
+    for metric in METRICS:
+        cells = []
+        for _, group in events:
+            row = group[group["metric"] == metric].iloc[0]
+            cells += [_latex_number(metric, row["median"]), _latex_number(metric, row["p95"])]
+        lines.append(f"{latex_escape(LABELS[metric])} & {' & '.join(cells)} \\\\")
+    moved = [group.loc[group["metric"] == "reroute_s"].iloc[0] for _, group in events]
+    cells = [rf"\multicolumn{{2}}{{c}}{{{r['n']} of {r['repetitions']}}}" for r in moved]
+    lines += [rf"traffic moved & {' & '.join(cells)} \\", r"\bottomrule", r"\end{tabular}"]
+    return [*lines, r"\end{table}"]

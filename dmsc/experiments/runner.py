@@ -1,0 +1,508 @@
+"""``dmsc run EXPERIMENT.yaml``: every variant, every repetition, into one results folder.
+
+Per repetition: build the emulated network (with the variant's SCSC and timers), wait until
+every FIB matches an independent SPF and the SCSC has settled (polling, never a fixed sleep),
+start the workload, apply the timeline at its times, collect, tear down — always, also on Ctrl-C
+or when a node program dies. Rows are appended to the CSV tables after each repetition and
+``metadata.json`` says ``"complete": false`` until the end, so a run that dies leaves what it
+had collected readable and marked. The report (summary, figures, LaTeX) is built from the CSV
+at the end, exactly as ``dmsc report`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from dmsc.errors import DmscError
+from dmsc.experiments.impair import Command, clear_commands, ends_for, impair_commands
+from dmsc.nodes.emulation import SCSC_HOST, EmulatedNetwork
+from dmsc.nodes.mncli import with_threshold_changes
+from dmsc.results import new_results_dir, run_metadata, write_metadata
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+TABLES = {
+    "requests": (
+        "variant",
+        "repetition",
+        "client",
+        "service",
+        "sent_s",
+        "latency_ms",
+        "ok",
+        "served_by",
+        "error",
+    ),
+    "telemetry": (
+        "variant",
+        "repetition",
+        "time_s",
+        "sg",
+        "target",
+        "delay_ms",
+        "jitter_ms",
+        "loss",
+        "bandwidth_bps",
+    ),
+    "decisions": (
+        "variant",
+        "repetition",
+        "time_s",
+        "source",
+        "service",
+        "trigger",
+        "old_instance",
+        "old_path",
+        "new_instance",
+        "new_path",
+        "all_bad",
+    ),
+    "fib_changes": ("variant", "repetition", "time_s", "node", "detail"),
+    "policies": (
+        "variant",
+        "repetition",
+        "node",
+        "cookie",
+        "ipv6_dst",
+        "ipv6_src",
+        "outputs",
+        "installed_s",
+        "packets",
+    ),
+    "events": (
+        "variant",
+        "repetition",
+        "at_s",
+        "applied_s",
+        "action",
+        "target",
+        "commands",
+        "ok",
+        "error",
+    ),
+}
+SETTLE_TIMEOUT_S = 60.0
+
+
+class Tables:
+    """The CSV tables of a results folder, appended row by row and flushed per repetition."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        for name, columns in TABLES.items():
+            with open(folder / f"{name}.csv", "w", newline="") as stream:
+                csv.writer(stream).writerow(columns)
+
+    def append(self, name: str, rows: list[dict]) -> None:
+        columns = TABLES[name]
+        with open(self.folder / f"{name}.csv", "a", newline="") as stream:
+            writer = csv.DictWriter(stream, columns, extrasaction="raise")
+            writer.writerows({c: _cell(row.get(c)) for c in columns} for row in rows)
+
+
+def _cell(value):
+    if isinstance(value, list | tuple):
+        return " ".join(map(str, value))
+    return "" if value is None else value
+
+
+@dataclass
+class Progress:
+    """One line on stderr, rewritten: where the run is (repetitions and timeline)."""
+
+    total: int
+    done: int = 0
+    enabled: bool = True
+    last: str = field(default="", repr=False)
+
+    def show(self, text: str) -> None:
+        if not self.enabled:
+            return
+        width = 20
+        filled = width * self.done // max(1, self.total)
+        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {text}"
+        if line == self.last:
+            return
+        sys.stderr.write(line.ljust(len(self.last)))
+        sys.stderr.flush()
+        self.last = line
+
+    def finish(self) -> None:
+        if self.enabled and self.last:
+            sys.stderr.write("\n")
+
+
+class ExperimentRunner:
+    def __init__(
+        self,
+        experiment,
+        results_root: Path = Path("results"),
+        *,
+        progress: bool = True,
+        ready_timeout_s: float = 20.0,
+    ) -> None:
+        self.experiment = experiment
+        self.results_root = results_root
+        self.ready_timeout_s = ready_timeout_s
+        self.random = random.Random(experiment.seed)
+        total = len(experiment.variants) * experiment.repetitions
+        self.progress = Progress(total, enabled=progress)
+        self.commands_run: list[dict] = []
+
+    # ------------------------------------------------------------------ the whole run
+
+    def run(self) -> Path:
+        experiment = self.experiment
+        folder = new_results_dir(self.results_root, experiment.name)
+        tables = Tables(folder)
+        (folder / "experiment.yaml").write_text(experiment.source_text)
+        meta = self._metadata()
+        write_metadata(meta, folder)
+        try:
+            for variant in experiment.variants:
+                for repetition in range(experiment.repetitions):
+                    record = self._repetition(variant, repetition, tables)
+                    meta["repetitions"].append(record)
+                    meta["tc_commands"] = self.commands_run
+                    write_metadata(meta, folder)
+                    self.progress.done += 1
+            meta["complete"] = True
+        except BaseException as error:
+            meta["error"] = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            meta["finished"] = time.time()
+            meta["tc_commands"] = self.commands_run
+            write_metadata(meta, folder)
+            self.progress.finish()
+            self._report(folder)
+        return folder
+
+    def _metadata(self) -> dict:
+        experiment = self.experiment
+        config = {"experiment": str(experiment.path), "sha256": experiment.source_sha256}
+        meta = run_metadata(config, REPO)
+        meta.update(
+            {
+                "name": experiment.name,
+                "description": experiment.description,
+                "seed": experiment.seed,
+                "complete": False,
+                "started": time.time(),
+                "variants": {v.name: _variant_metadata(v) for v in experiment.variants},
+                "repetitions": [],
+                "tc_commands": [],
+            }
+        )
+        return meta
+
+    def _report(self, folder: Path) -> None:
+        try:
+            from dmsc.experiments.report import write_report
+
+            write_report(folder)
+        except Exception as error:  # the CSV stay; `dmsc report` can retry
+            log.warning("report of %s not built: %s", folder, error)
+
+    # ------------------------------------------------------------------ one repetition
+
+    def _repetition(self, variant, repetition: int, tables: Tables) -> dict:
+        label = f"{variant.name} #{repetition + 1}"
+        record = {"variant": variant.name, "repetition": repetition, "wall_start": time.time()}
+        with tempfile.TemporaryDirectory(prefix="dmsc-run-") as tmp:
+            network = EmulatedNetwork(
+                variant.topology,
+                timers=variant.timers,
+                scsc=variant.scsc,
+                ready_timeout_s=self.ready_timeout_s,
+            )
+            with network:
+                self.progress.show(f"{label}: converging")
+                record["converged_after_s"] = network.wait_converged(timeout=60)
+                if variant.scsc is not None:
+                    self._wait_scsc_settled(network)
+                t0 = time.time()
+                record["t0"] = t0
+                outputs = self._start_workload(network, variant, Path(tmp), t0)
+                events = self._timeline(network, variant, t0, label)
+                self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
+                rows = self._collect(network, variant, repetition, t0, outputs)
+            rows["events"] = [
+                {**e, "variant": variant.name, "repetition": repetition} for e in events
+            ]
+        for name, table_rows in rows.items():
+            tables.append(name, table_rows)
+        record["wall_end"] = time.time()
+        return record
+
+    def _wait_scsc_settled(self, network: EmulatedNetwork) -> None:
+        """The SCSC decides only once the topology has been still (topology_settle_s)."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while network.ask(SCSC_HOST, "status").get("settling"):
+            if time.monotonic() > deadline:
+                raise DmscError(f"the SCSC was still settling after {SETTLE_TIMEOUT_S:.0f} s")
+            time.sleep(0.2)
+
+    # ------------------------------------------------------------------ workload
+
+    def _start_workload(self, network, variant, tmp: Path, t0: float) -> list[tuple]:
+        outputs = []
+        for index, load in enumerate(variant.workload):
+            out = tmp / f"requests-{index}.json"
+            command = [
+                sys.executable,
+                "-m",
+                "dmsc.nodes.workload",
+                load.service,
+                "--interval",
+                str(1.0 / load.rate_hz),
+                "--duration",
+                str(self.experiment.duration_s),
+                "--timeout",
+                str(load.timeout_s),
+                "--out",
+                str(out),
+            ]
+            process = network.hosts[load.client].popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            outputs.append((load, out, process))
+        return outputs
+
+    def _wait_workload(self, outputs, end: float, label: str) -> None:
+        for _, _, process in outputs:
+            while process.poll() is None:
+                self.progress.show(
+                    f"{label}: t={time.time() - (end - self.experiment.duration_s):.0f}"
+                    f"/{self.experiment.duration_s:g} s, workload"
+                )
+                time.sleep(0.2)
+                if time.time() > end + 30:
+                    process.terminate()  # it writes what it has (SIGTERM handler)
+                    process.wait(10)
+
+    # ------------------------------------------------------------------ timeline
+
+    def _timeline(self, network, variant, t0: float, label: str) -> list[dict]:
+        applied = []
+        for event in variant.timeline:
+            while (wait := t0 + event.at_s - time.time()) > 0:
+                self.progress.show(
+                    f"{label}: t={time.time() - t0:.0f}/"
+                    f"{self.experiment.duration_s:g} s, next {event.action} "
+                    f"at {event.at_s:g} s"
+                )
+                time.sleep(min(wait, 0.2))
+            applied.append(self._apply(network, variant, event, t0))
+        return applied
+
+    def _apply(self, network, variant, event, t0: float) -> dict:
+        row = {
+            "at_s": event.at_s,
+            "action": event.action,
+            "target": _target(event),
+            "commands": "",
+            "ok": True,
+            "error": "",
+        }
+        try:
+            commands = self._perform(network, variant, event)
+            row["commands"] = "; ".join(" ".join(c) for c in commands)
+        except (DmscError, subprocess.SubprocessError, OSError) as error:
+            row.update(ok=False, error=str(error))
+            log.warning("event %s at %g s failed: %s", event.action, event.at_s, error)
+        row["applied_s"] = round(time.time() - t0, 6)
+        return row
+
+    def _perform(self, network, variant, event) -> list[Command]:
+        action = event.action
+        if action == "impair":
+            return self._tc(network, event, lambda i: impair_commands(i, event.impairment))
+        if action == "clear":
+            bandwidth = _bandwidth(variant.topology, event.link)
+            return self._tc(network, event, lambda i: clear_commands(i, bandwidth), check=False)
+        if action in ("link_down", "link_up"):
+            network.set_link(*event.link, action == "link_up")
+        elif action == "node_crash":
+            network.kill_node(event.node)
+        elif action == "node_restart":
+            network.restart_node(event.node)
+        elif action == "scsc_stop":
+            network.kill_node(SCSC_HOST)
+        elif action == "scsc_start":
+            network.restart_node(SCSC_HOST)
+        elif action == "thresholds":
+            current = network.ask(SCSC_HOST, "thresholds")
+            changes = [f"{k}={'off' if v is None else v}" for k, v in event.thresholds.items()]
+            table = with_threshold_changes(current, event.service or "default", changes)
+            network.ask(SCSC_HOST, "set_thresholds", thresholds=table)
+        else:
+            raise DmscError(f"unknown action {action!r}")
+        return []
+
+    def _tc(self, network, event, build: Callable[[str], list[Command]], check=True):
+        direction = getattr(event.impairment, "direction", "both") if event.impairment else "both"
+        commands = []
+        for end in ends_for(event.link, direction, network.interface_toward):
+            for command in build(end.interface):
+                host = network.hosts[end.node]
+                result = subprocess.run(
+                    ["mnexec", "-a", str(host.pid), *command],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+                self.commands_run.append(
+                    {"node": end.node, "command": command, "returncode": result.returncode}
+                )
+                commands.append([f"{end.node}:", *command])
+                if check and result.returncode != 0:
+                    raise DmscError(f"{end.node}: {' '.join(command)}: {result.stderr.strip()}")
+        return commands
+
+    # ------------------------------------------------------------------ collecting
+
+    def _collect(self, network, variant, repetition: int, t0: float, outputs) -> dict:
+        base = {"variant": variant.name, "repetition": repetition}
+        rows: dict[str, list[dict]] = {name: [] for name in TABLES if name != "events"}
+        for load, out, process in outputs:
+            if not out.exists():
+                error = (
+                    process.stderr.read().decode(errors="replace")[-500:] if process.stderr else ""
+                )
+                raise DmscError(f"the workload of {load.client} wrote nothing: {error}")
+            for request in json.loads(out.read_text()):
+                rows["requests"].append(
+                    {
+                        **base,
+                        "client": load.client,
+                        "service": load.service,
+                        "sent_s": round(request["time"] - t0, 6),
+                        "latency_ms": round(request["latency_ms"], 3),
+                        "ok": request["ok"],
+                        "served_by": request["served_by"],
+                        "error": request["error"],
+                    }
+                )
+        if variant.scsc is not None:
+            rows["telemetry"] = _scsc_rows(
+                network.run_dir / "scsc-telemetry.jsonl", base, t0, _telemetry_row
+            )
+            rows["decisions"] = _scsc_rows(
+                network.run_dir / "scsc-decisions.jsonl", base, t0, _decision_row
+            )
+        for node in (*variant.topology.gateways, *variant.topology.routers):
+            if node in network.nodes_down:
+                continue
+            with contextlib.suppress(DmscError):
+                for event in network.ask(node, "events", limit=10_000):
+                    if event.get("kind") == "fib" and event["time"] >= t0 - 1:
+                        rows["fib_changes"].append(
+                            {
+                                **base,
+                                "time_s": round(event["time"] - t0, 6),
+                                "node": node,
+                                "detail": event["detail"],
+                            }
+                        )
+                if variant.scsc is not None:
+                    asked = time.time()
+                    for policy in network.ask(node, "policies"):
+                        rows["policies"].append(
+                            {
+                                **base,
+                                "node": node,
+                                **{
+                                    k: policy[k]
+                                    for k in (
+                                        "cookie",
+                                        "ipv6_dst",
+                                        "ipv6_src",
+                                        "outputs",
+                                        "packets",
+                                    )
+                                },
+                                "installed_s": round(asked - policy["age_s"] - t0, 6),
+                            }
+                        )
+        return rows
+
+
+def _scsc_rows(path: Path, base: dict, t0: float, convert) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError, KeyError):
+            rows.append({**base, **convert(json.loads(line), t0)})
+    return rows
+
+
+def _telemetry_row(sample: dict, t0: float) -> dict:
+    return {
+        "time_s": round(sample["time"] - t0, 6),
+        **{
+            k: sample.get(k)
+            for k in ("sg", "target", "delay_ms", "jitter_ms", "loss", "bandwidth_bps")
+        },
+    }
+
+
+def _decision_row(record: dict, t0: float) -> dict:
+    return {
+        "time_s": round(record["time"] - t0, 6),
+        **{
+            k: record.get(k)
+            for k in (
+                "source",
+                "service",
+                "trigger",
+                "old_instance",
+                "old_path",
+                "new_instance",
+                "new_path",
+                "all_bad",
+            )
+        },
+    }
+
+
+def _target(event) -> str:
+    if event.link:
+        return "-".join(event.link)
+    return event.node or event.service or ""
+
+
+def _bandwidth(topology, link) -> float | None:
+    for spec in topology.links:
+        if {spec.a, spec.b} == set(link):
+            return spec.bandwidth_mbps
+    return None
+
+
+def _variant_metadata(variant) -> dict:
+    scsc = None if variant.scsc is None else asdict(variant.scsc)
+    return {
+        "scsc": scsc,
+        "timers": asdict(variant.timers),
+        "workload": [asdict(w) for w in variant.workload],
+        "timeline": [_event_metadata(e) for e in variant.timeline],
+    }
+
+
+def _event_metadata(event) -> dict:
+    try:
+        return asdict(event)
+    except TypeError:
+        return {"at_s": event.at_s, "action": event.action}
