@@ -30,12 +30,22 @@ def register(subparsers) -> None:
         "--ready-timeout",
         type=float,
         default=None,
-        help="seconds each node program gets to be ready (default 20; the VM sets 120)",
+        help="seconds each node program gets to be ready (default 20; 120 in the VM)",
     )
     parser.add_argument(
         "--repetitions", type=int, help="override the file's repetitions (e.g. 1 for a try)"
     )
     parser.add_argument("--variants", help="run only these variants (comma-separated names)")
+    parser.add_argument(
+        "--vm",
+        choices=("auto", "never"),
+        default="never",
+        help="auto: an experiment that needs netem on a host without it runs in the "
+        "experiment VM (built or reused first); never (default): refuse it with a message",
+    )
+    parser.add_argument(
+        "--vm-timeout", type=float, default=4 * 3600, help="with --vm auto: seconds for the VM"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(func=run)
 
@@ -43,6 +53,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmsc.experiments.spec import describe, load_experiment
 
+    if args.vm == "auto" and not args.check and needs_vm(args.experiment):
+        return run_in_vm(args)
     experiment = narrowed(load_experiment(args.experiment), args.repetitions, args.variants)
     print(describe(experiment))
     if args.check:
@@ -52,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
     require_mininet()
     stop_on_sigterm()
-    ready = args.ready_timeout or float(os.environ.get("DMSC_READY_TIMEOUT", 20))
+    # under the VM's software emulation every program starts about 5x slower
+    default_ready = 120.0 if os.environ.get("DMSC_IN_VM") else 20.0
+    ready = args.ready_timeout or default_ready
     runner = ExperimentRunner(
         experiment, args.results, progress=not args.quiet, ready_timeout_s=ready
     )
@@ -70,7 +84,8 @@ def narrowed(experiment, repetitions: int | None, variants: str | None):
     if repetitions is not None:
         if repetitions < 1:
             raise DmscError(f"--repetitions must be at least 1, got {repetitions}")
-        experiment = replace(experiment, repetitions=repetitions)
+        fewer = tuple(replace(v, repetitions=repetitions) for v in experiment.variants)
+        experiment = replace(experiment, repetitions=repetitions, variants=fewer)
     if variants:
         wanted = [name.strip() for name in variants.split(",") if name.strip()]
         known = {v.name: v for v in experiment.variants}
@@ -79,3 +94,43 @@ def narrowed(experiment, repetitions: int | None, variants: str | None):
             raise DmscError(f"--variants: unknown {unknown}; the file has {sorted(known)}")
         experiment = replace(experiment, variants=tuple(known[name] for name in wanted))
     return experiment
+
+
+def needs_vm(path: Path) -> bool:
+    """The file is valid with netem, and uses it, and this kernel has none."""
+    from dmsc.experiments.spec import detect_netem, load_experiment
+
+    experiment = load_experiment(path, netem_available=True)  # every other check applies
+    uses_netem = any(
+        event.impairment is not None and event.impairment.needs_netem
+        for variant in experiment.variants
+        for event in variant.timeline
+    )
+    return uses_netem and not detect_netem()
+
+
+def run_in_vm(args: argparse.Namespace) -> int:
+    """Build (or reuse) the experiment VM and run this same command inside it; the results
+    folder is shared, so the run's folder appears under --results as if run here."""
+    import subprocess
+    import sys
+
+    from dmsc.errors import DmscError
+    from dmsc.vm.image import project_root
+
+    root = project_root()
+    path = args.experiment.resolve()
+    if not path.is_relative_to(root):
+        raise DmscError(f"{args.experiment}: with --vm auto the file must be inside {root}")
+    print(f"{args.experiment} needs tc netem, which this kernel lacks: running it in the VM")
+    args.results.mkdir(parents=True, exist_ok=True)
+    dmsc = [sys.executable, "-m", "dmsc"]
+    subprocess.run([*dmsc, "vm", "build"], check=True)
+    inner = ["python3", "-m", "dmsc", "run", str(path.relative_to(root)), "--results",
+             "/results"]  # fmt: skip
+    inner += ["--repetitions", str(args.repetitions)] if args.repetitions else []
+    inner += ["--variants", args.variants] if args.variants else []
+    inner += ["--quiet"] if args.quiet else []
+    command = [*dmsc, "vm", "run", "--results", str(args.results), "--timeout",
+               str(args.vm_timeout), "--", *inner]  # fmt: skip
+    return subprocess.run(command).returncode

@@ -16,12 +16,13 @@ import csv
 import json
 import logging
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from dmsc.errors import DmscError
@@ -84,7 +85,9 @@ TABLES = {
         "variant",
         "repetition",
         "at_s",
+        "started_s",
         "applied_s",
+        "done_s",
         "action",
         "target",
         "commands",
@@ -159,6 +162,7 @@ class ExperimentRunner:
         total = len(experiment.variants) * experiment.repetitions
         self.progress = Progress(total, enabled=progress)
         self.commands_run: list[dict] = []
+        self.first_effect: float | None = None
 
     # ------------------------------------------------------------------ the whole run
 
@@ -224,7 +228,7 @@ class ExperimentRunner:
             network = EmulatedNetwork(
                 variant.topology,
                 timers=variant.timers,
-                scsc=variant.scsc,
+                scsc=probing_for_workload(variant),
                 ready_timeout_s=self.ready_timeout_s,
             )
             with network:
@@ -235,8 +239,11 @@ class ExperimentRunner:
                 t0 = time.time()
                 record["t0"] = t0
                 outputs = self._start_workload(network, variant, Path(tmp), t0)
-                events = self._timeline(network, variant, t0, label)
-                self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
+                try:
+                    events = self._timeline(network, variant, t0, label)
+                    self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
+                finally:
+                    _stop_workload(outputs)  # also when interrupted: nothing outlives the run
                 rows = self._collect(network, variant, repetition, t0, outputs)
             rows["events"] = [
                 {**e, "variant": variant.name, "repetition": repetition} for e in events
@@ -316,13 +323,19 @@ class ExperimentRunner:
             "ok": True,
             "error": "",
         }
+        self.first_effect = None
+        started = time.time()
         try:
             commands = self._perform(network, variant, event)
             row["commands"] = "; ".join(" ".join(c) for c in commands)
         except (DmscError, subprocess.SubprocessError, OSError) as error:
             row.update(ok=False, error=str(error))
             log.warning("event %s at %g s failed: %s", event.action, event.at_s, error)
-        row["applied_s"] = round(time.time() - t0, 6)
+        done = time.time()
+        # in effect from when its first part took effect (tc on one end), complete at done_s
+        row["started_s"] = round(started - t0, 6)
+        row["applied_s"] = round((self.first_effect or done) - t0, 6)
+        row["done_s"] = round(done - t0, 6)
         return row
 
     def _perform(self, network, variant, event) -> list[Command]:
@@ -334,6 +347,11 @@ class ExperimentRunner:
             return self._tc(network, event, lambda i: clear_commands(i, bandwidth), check=False)
         if action in ("link_down", "link_up"):
             network.set_link(*event.link, action == "link_up")
+            state = "up" if action == "link_up" else "down"
+            return [
+                [f"{node}:", "ip", "link", "set", network.interface_toward(node, other), state]
+                for node, other in (event.link, event.link[::-1])
+            ]
         elif action == "node_crash":
             network.kill_node(event.node)
         elif action == "node_restart":
@@ -352,24 +370,35 @@ class ExperimentRunner:
         return []
 
     def _tc(self, network, event, build: Callable[[str], list[Command]], check=True):
+        """Run the commands of every end at once (one process per end, each end's commands in
+        order): under the VM's emulation a process start takes long, and both directions
+        should change together. Returns them; ``self.first_effect`` is when the first end
+        finished (from then on the impairment is in effect somewhere)."""
         direction = getattr(event.impairment, "direction", "both") if event.impairment else "both"
-        commands = []
-        for end in ends_for(event.link, direction, network.interface_toward):
-            for command in build(end.interface):
-                host = network.hosts[end.node]
-                result = subprocess.run(
-                    ["mnexec", "-a", str(host.pid), *command],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                )
+        ends = ends_for(event.link, direction, network.interface_toward)
+        scripts = {end: build(end.interface) for end in ends}
+        running = {
+            end: subprocess.Popen(
+                ["mnexec", "-a", str(network.hosts[end.node].pid), "sh", "-c",
+                 " && ".join(shlex.join(command) for command in commands)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )
+            for end, commands in scripts.items()
+        }  # fmt: skip
+        failures = []
+        for end, process in running.items():
+            _, stderr = process.communicate(timeout=30)
+            self.first_effect = self.first_effect or time.time()
+            for command in scripts[end]:
                 self.commands_run.append(
-                    {"node": end.node, "command": command, "returncode": result.returncode}
+                    {"node": end.node, "command": command, "returncode": process.returncode}
                 )
-                commands.append([f"{end.node}:", *command])
-                if check and result.returncode != 0:
-                    raise DmscError(f"{end.node}: {' '.join(command)}: {result.stderr.strip()}")
-        return commands
+            if process.returncode != 0:
+                failures.append(f"{end.node}: {stderr.strip()}")
+        if check and failures:
+            raise DmscError("; ".join(failures))
+        return [[f"{end.node}:", *command] for end, commands in scripts.items()
+                for command in commands]  # fmt: skip
 
     # ------------------------------------------------------------------ collecting
 
@@ -437,6 +466,33 @@ class ExperimentRunner:
                             }
                         )
         return rows
+
+
+def probing_for_workload(variant):
+    """The variant's SCSC options with, unless the file says otherwise, each client's SG
+    probing the services its pods call (the draft's "services its pods use"), and nothing
+    else: probes cost CPU, which the VM's software emulation does not have to spare."""
+    options = variant.scsc
+    if options is None or options.probe_services is not None:
+        return options
+    gateway_of = {pod.name: pod.gateway for pod in variant.topology.pods}
+    services: dict[str, list[str]] = {}
+    for load in variant.workload:
+        wanted = services.setdefault(gateway_of[load.client], [])
+        if load.service not in wanted:
+            wanted.append(load.service)
+    return replace(options, probe_services={sg: tuple(s) for sg, s in services.items()})
+
+
+def _stop_workload(outputs) -> None:
+    for _, _, process in outputs:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _scsc_rows(path: Path, base: dict, t0: float, convert) -> list[dict]:

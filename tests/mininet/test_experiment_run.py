@@ -1,0 +1,119 @@
+"""``dmsc run`` end to end on this host: a link-failure experiment with and without the SCSC
+produces every table and figure; a run stopped half-way leaves what it had, marked incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from dmsc.experiments.runner import TABLES
+
+EXPERIMENT = """\
+name: link-failure-test
+description: A short cut of sg4-sr2 while pod2 calls /B, with and without the SCSC.
+topology: figure2
+workload:
+  - {client: pod2, service: /B, rate_hz: 20, protocol: http, timeout_s: 0.5}
+duration_s: %(duration)s
+repetitions: 1
+seed: 1
+timeline:
+  - {at: 4, action: link_down, link: [sg4, sr2]}
+  - {at: 8, action: link_up, link: [sg4, sr2]}
+variants:
+  - {name: routing-only}
+  - {name: scsc, scsc: {probe_interval_ms: 50, telemetry_interval_ms: 250}}
+"""
+
+
+def write_experiment(folder, duration: int) -> str:
+    path = folder / "experiment.yaml"
+    path.write_text(EXPERIMENT % {"duration": duration})
+    return str(path)
+
+
+def dmsc_run(*arguments) -> list[str]:
+    return [sys.executable, "-m", "dmsc", "run", "--quiet", *arguments]
+
+
+def only_folder(results):
+    (folder,) = results.iterdir()
+    return folder
+
+
+def test_a_link_failure_experiment_writes_every_table_and_figure(tmp_path):
+    results = tmp_path / "results"
+    done = subprocess.run(dmsc_run(write_experiment(tmp_path, 12), "--results", str(results)),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = only_folder(results)
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["complete"] is True
+    assert [r["variant"] for r in meta["repetitions"]] == ["routing-only", "scsc"]
+    tables = {name: pd.read_csv(folder / f"{name}.csv") for name in TABLES}
+    for name, columns in TABLES.items():
+        assert tuple(tables[name].columns) == columns, name
+    requests = tables["requests"]
+    assert set(requests["variant"]) == {"routing-only", "scsc"}
+    for _, per_variant in requests.groupby("variant"):
+        assert len(per_variant) > 150  # 12 s at 20/s, a few lost to the cut's timeouts
+        assert per_variant["ok"].mean() > 0.9
+    events = tables["events"]
+    assert list(events["action"]) == ["link_down", "link_up"] * 2
+    assert events["ok"].all()
+    assert events["commands"].str.contains("ip link set").all()
+    assert ((events["applied_s"] - events["at_s"]).abs() < 0.5).all()
+    fib = tables["fib_changes"]
+    for variant in ("routing-only", "scsc"):  # every FIB followed the cut and the repair
+        changed = fib[(fib["variant"] == variant) & (fib["time_s"] > 4)]
+        assert {"sg2", "sr2", "sg4"} <= set(changed["node"]), variant
+    assert set(tables["telemetry"]["variant"]) == {"scsc"}  # only the SCSC variant measures
+    summary = pd.read_csv(folder / "summary.csv")
+    assert list(summary["variant"]) == ["routing-only", "scsc"]
+    assert (summary["during_p50_ms"] > 0).all()
+    for name in ("latency.png", "latency.pdf", "reroute.png", "reroute.pdf", "report.tex"):
+        assert (folder / name).stat().st_size > 0, name
+    assert "routing-only" in (folder / "report.tex").read_text()
+
+
+def test_a_stopped_run_leaves_what_it_had_marked_incomplete(tmp_path):
+    results = tmp_path / "results"
+    run = subprocess.Popen(dmsc_run(write_experiment(tmp_path, 20), "--results", str(results)),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (results.exists() and any(results.iterdir())):
+            assert time.monotonic() < deadline, "no results folder appeared"
+            time.sleep(0.2)
+        folder = only_folder(results)
+        time.sleep(8)  # into the first repetition's workload
+        run.send_signal(signal.SIGTERM)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode != 0, output
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["complete"] is False
+    assert "KeyboardInterrupt" in meta["error"]
+    for name, columns in TABLES.items():  # readable: at least the header
+        assert tuple(pd.read_csv(folder / f"{name}.csv").columns) == columns
+
+
+@pytest.mark.parametrize("text", ["name: x\n", "name: [\n"])
+def test_a_bad_experiment_file_is_refused_before_anything_starts(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    done = subprocess.run(dmsc_run(str(path), "--results", str(tmp_path / "r")),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert "bad.yaml" in done.stderr
+    assert not (tmp_path / "r").exists()
