@@ -19,7 +19,6 @@ import random
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -224,30 +223,28 @@ class ExperimentRunner:
     def _repetition(self, variant, repetition: int, tables: Tables) -> dict:
         label = f"{variant.name} #{repetition + 1}"
         record = {"variant": variant.name, "repetition": repetition, "wall_start": time.time()}
-        with tempfile.TemporaryDirectory(prefix="dmsc-run-") as tmp:
-            network = EmulatedNetwork(
-                variant.topology,
-                timers=variant.timers,
-                scsc=probing_for_workload(variant),
-                ready_timeout_s=self.ready_timeout_s,
-            )
-            with network:
-                self.progress.show(f"{label}: converging")
-                record["converged_after_s"] = network.wait_converged(timeout=60)
-                if variant.scsc is not None:
-                    self._wait_scsc_settled(network)
-                t0 = time.time()
-                record["t0"] = t0
-                outputs = self._start_workload(network, variant, Path(tmp), t0)
-                try:
-                    events = self._timeline(network, variant, t0, label)
-                    self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
-                finally:
-                    _stop_workload(outputs)  # also when interrupted: nothing outlives the run
-                rows = self._collect(network, variant, repetition, t0, outputs)
-            rows["events"] = [
-                {**e, "variant": variant.name, "repetition": repetition} for e in events
-            ]
+        network = EmulatedNetwork(
+            variant.topology,
+            timers=variant.timers,
+            scsc=probing_for_workload(variant),
+            ready_timeout_s=self.ready_timeout_s,
+        )
+        with network:
+            self.progress.show(f"{label}: converging")
+            record["converged_after_s"] = network.wait_converged(timeout=60)
+            if variant.scsc is not None:
+                self._wait_scsc_settled(network)
+            t0 = time.time()
+            record["t0"] = t0
+            # in the run folder: `dmsc clean` finds what mentions it, should this process die
+            outputs = self._start_workload(network, variant, network.run_dir, t0)
+            try:
+                events = self._timeline(network, variant, t0, label)
+                self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
+            finally:
+                _stop_workload(outputs)  # also when interrupted: nothing outlives the run
+            rows = self._collect(network, variant, repetition, t0, outputs)
+        rows["events"] = [{**e, "variant": variant.name, "repetition": repetition} for e in events]
         for name, table_rows in rows.items():
             tables.append(name, table_rows)
         record["wall_end"] = time.time()
