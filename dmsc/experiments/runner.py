@@ -329,9 +329,10 @@ class ExperimentRunner:
             row.update(ok=False, error=str(error))
             log.warning("event %s at %g s failed: %s", event.action, event.at_s, error)
         done = time.time()
-        # in effect from when its first part took effect (tc on one end), complete at done_s
+        # in effect from when its first part took effect (tc on one end; a kill or a link
+        # change acts at once, so its start), complete at done_s
         row["started_s"] = round(started - t0, 6)
-        row["applied_s"] = round((self.first_effect or done) - t0, 6)
+        row["applied_s"] = round((self.first_effect or started) - t0, 6)
         row["done_s"] = round(done - t0, 6)
         return row
 
@@ -352,11 +353,11 @@ class ExperimentRunner:
         elif action == "node_crash":
             network.kill_node(event.node)
         elif action == "node_restart":
-            network.restart_node(event.node)
+            network.restart_node(event.node, wait=False)
         elif action == "scsc_stop":
             network.kill_node(SCSC_HOST)
         elif action == "scsc_start":
-            network.restart_node(SCSC_HOST)
+            network.restart_node(SCSC_HOST, wait=False)
         elif action == "thresholds":
             current = network.ask(SCSC_HOST, "thresholds")
             changes = [f"{k}={'off' if v is None else v}" for k, v in event.thresholds.items()]

@@ -532,13 +532,17 @@ class EmulatedNetwork:
         program.process.wait()
         self.nodes_down.add(name)
 
-    def restart_node(self, name: str) -> None:
-        """Start a crashed node's program again, with its configuration (a fresh process)."""
+    def restart_node(self, name: str, wait: bool = True) -> None:
+        """Start a crashed node's program again, with its configuration (a fresh process);
+        with ``wait``, return once it is ready (the experiment runner does not wait: its
+        timeline must keep its times even when a start is slow, as in the VM)."""
         old = self.programs[name]
         if old.process.poll() is None:
             raise DmscError(f"{name} is still running")
         self._popen(name, old.role, old.command)
         self.nodes_down.discard(name)
+        if not wait:
+            return
         if old.role == "scsc":
             self._wait_scsc_ready()
         else:

@@ -1,6 +1,7 @@
-"""The main experiment in the VM (real tc netem): with the SCSC, a delay on the path to /B's
-nearest instance moves pod2's calls and the reroute time is measured; routing alone keeps them.
-One repetition of each variant (the file asks for ten; CI's budget allows one)."""
+"""The SCSC in the VM (real tc netem): with the SCSC, a delay on the path to /B's nearest
+instance moves pod2's calls and the reroute time is measured, routing alone keeps them; and
+jitter beyond its limit moves them too. One repetition each (the files ask for ten; CI's budget
+allows one)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,29 @@ def test_routing_alone_keeps_the_calls_on_the_delayed_instance(delay_run):
     during = requests[(requests["variant"] == "routing-only") & requests["sent_s"].between(12, 29)]
     assert (during["served_by"] == "pod4").all()
     assert during["latency_ms"].median() > 200  # the 200 ms one way, on every request
+
+
+@pytest.fixture(scope="module")
+def jitter_run(vm_run, tmp_path_factory) -> dict:
+    results = tmp_path_factory.mktemp("vm-jitter-reroute")
+    proc = vm_run(
+        ["python3", "-m", "dmsc", "run", "experiments/jitter-reroute.yaml", "--variants", "scsc",
+         "--repetitions", "1", "--results", "/results", "--quiet"],
+        results=results, timeout=EXPERIMENT_TIMEOUT_S,
+    )  # fmt: skip
+    folders = [p for p in results.iterdir() if p.is_dir()]
+    assert len(folders) == 1, f"exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr}"
+    return {
+        "status": proc.returncode,
+        "decisions": pd.read_csv(folders[0] / "decisions.csv"),
+        "summary": pd.read_csv(folders[0] / "summary.csv").set_index("variant"),
+    }
+
+
+def test_jitter_beyond_the_limit_moves_the_calls(jitter_run):
+    assert jitter_run["status"] == 0
+    decisions = jitter_run["decisions"]
+    moved = decisions[(decisions["time_s"] > 10) & (decisions["new_instance"] == "/B/1")]
+    assert not moved.empty, decisions
+    assert moved.iloc[0]["trigger"].startswith("/B/4 (routing's choice): jitter"), decisions
+    assert math.isfinite(jitter_run["summary"].loc["scsc", "reroute_s"])
