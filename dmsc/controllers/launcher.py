@@ -44,6 +44,7 @@ from dmsc.controllers.decision import SchedulerConfig
 from dmsc.controllers.thresholds import ThresholdTable
 from dmsc.errors import ConfigError, DmscError
 from dmsc.nodes.admin import MAX_REQUEST, Handler, answer
+from dmsc.nodes.config import read_json
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +151,7 @@ def _check_type(name: str, kind: str, value: Any, where: str) -> None:
 
 
 def load_config(path: str | Path) -> ScscConfig:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path}: not JSON ({error})") from None
-    return config_from_mapping(data, str(path))
+    return config_from_mapping(read_json(path), str(path))
 
 
 # ---------------------------------------------------------------- the admin socket
@@ -286,7 +280,9 @@ def run(config: ScscConfig) -> int:
 def _wait_for_stop(alive: Callable[[], bool]) -> int:
     while True:
         received = signal.sigtimedwait(STOP_SIGNALS, WATCH_INTERVAL_S)
-        if received is not None:
+        # After SIGSTOP/SIGCONT the wait can return a record without a stop signal (seen:
+        # si_signo -1814973648): only SIGTERM and SIGINT stop the SCSC.
+        if received is not None and received.si_signo in STOP_SIGNALS:
             log.info("%s received: stopping", signal.Signals(received.si_signo).name)
             return 0
         if not alive():

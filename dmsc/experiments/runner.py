@@ -504,32 +504,17 @@ def _scsc_rows(path: Path, base: dict, t0: float, convert) -> list[dict]:
 
 
 def _telemetry_row(sample: dict, t0: float) -> dict:
-    return {
-        "time_s": round(sample["time"] - t0, 6),
-        **{
-            k: sample.get(k)
-            for k in ("sg", "target", "delay_ms", "jitter_ms", "loss", "bandwidth_bps")
-        },
-    }
+    return {"time_s": round(sample["time"] - t0, 6), **_copied(sample, "telemetry")}
 
 
 def _decision_row(record: dict, t0: float) -> dict:
-    return {
-        "time_s": round(record["time"] - t0, 6),
-        **{
-            k: record.get(k)
-            for k in (
-                "source",
-                "service",
-                "trigger",
-                "old_instance",
-                "old_path",
-                "new_instance",
-                "new_path",
-                "all_bad",
-            )
-        },
-    }
+    return {"time_s": round(record["time"] - t0, 6), **_copied(record, "decisions")}
+
+
+def _copied(logged: dict, table: str) -> dict:
+    """The SCSC log's fields that the table has under the same name."""
+    own = ("variant", "repetition", "time_s")
+    return {column: logged.get(column) for column in TABLES[table] if column not in own}
 
 
 def _target(event) -> str:

@@ -173,15 +173,19 @@ def from_mapping(cls: type, data: Any, where: str) -> Any:
     return cls(**values)
 
 
-def load(cls: type, path: str | Path) -> Any:
+def read_json(path: str | Path) -> Any:
+    """A JSON configuration file's content; ConfigError naming the file if unreadable."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path}: not JSON ({error})") from None
-    return from_mapping(cls, data, str(path))
+
+
+def load(cls: type, path: str | Path) -> Any:
+    return from_mapping(cls, read_json(path), str(path))
 
 
 def to_mapping(config: Any) -> Any:

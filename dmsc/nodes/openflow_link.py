@@ -196,6 +196,8 @@ class OpenFlowLink:
         data = self.agent.data_to_send()
         if data and self._writer is not None:
             self._writer.write(data)
+        if not alive and self._writer is not None:
+            self._writer.close()  # a silent SCSC (dead interval): the pending read ends too
         return alive
 
     # ------------------------------------------------------------------ ovs-ofctl peers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -223,3 +224,20 @@ def test_queueing_delay_moves_the_traffic_and_fail_static_keeps_it_moved(loaded_
         server.terminate()
         client.wait(5)
         server.wait(5)
+
+
+def test_a_silent_scsc_is_given_up_after_the_dead_interval_and_rejoined(emulate):
+    """SIGSTOP keeps the SCSC's sockets open but answers nothing: the nodes' keepalive gives
+    up (15 s), closes and reconnects once it answers again."""
+    network = emulate(figure2.spec(), scsc=ScscOptions(**FAST))
+    network.wait_converged(timeout=30)
+    wait_until(lambda: network.ask("sr1", "openflow")["state"] == "connected", 20, "sr1")
+    connects = network.ask("sr1", "openflow")["connects"]
+    network.signal_program(SCSC_HOST, signal.SIGSTOP)
+    try:
+        wait_until(lambda: network.ask("sr1", "openflow")["state"] != "connected", 30,
+                   "sr1 to give the silent SCSC up")  # fmt: skip
+    finally:
+        network.signal_program(SCSC_HOST, signal.SIGCONT)
+    wait_until(lambda: network.ask("sr1", "openflow")["state"] == "connected", 30, "rejoining")
+    assert network.ask("sr1", "openflow")["connects"] > connects
