@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dmsc.errors import DmscError  # noqa: E402
-from dmsc.nodes.emulation import EmulatedNetwork, stop_on_sigterm  # noqa: E402
+from dmsc.lifecycle import sigterm_unwinds  # noqa: E402
+from dmsc.nodes.emulation import EmulatedNetwork  # noqa: E402
 from dmsc.topologies.builders import build_topology  # noqa: E402
 
 ZOO = REPO.parent / "shared" / "data" / "topology-zoo"
@@ -115,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    stop_on_sigterm()  # teardown also when killed
     rows = []
     print("DMSC emulation scale (start-up, convergence, memory per node program)")
     for text in args.topology or (QUICK if args.quick else FULL):
@@ -134,4 +134,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with sigterm_unwinds():  # teardown also when killed
+        sys.exit(main())

@@ -27,7 +27,8 @@ import networkx as nx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dmsc.nodes.emulation import EmulatedNetwork, stop_on_sigterm  # noqa: E402
+from dmsc.lifecycle import sigterm_unwinds  # noqa: E402
+from dmsc.nodes.emulation import EmulatedNetwork  # noqa: E402
 from dmsc.nodes.udpprobe import outages  # noqa: E402
 from dmsc.topologies import figure2  # noqa: E402
 from dmsc.topologies.builders import graphml  # noqa: E402
@@ -126,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 repetitions, Figure 2 only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    stop_on_sigterm()  # teardown also when killed
     repetitions = 3 if args.quick else args.repetitions
     print(f"DMSC data-plane recovery after a link failure (UDP echo every {INTERVAL * 1e3:.0f} ms)")
     rows = []
@@ -152,4 +152,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with sigterm_unwinds():  # teardown also when killed
+        sys.exit(main())

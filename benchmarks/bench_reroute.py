@@ -36,13 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dmsc.controllers.decision import policy_cookie  # noqa: E402
+from dmsc.lifecycle import sigterm_unwinds  # noqa: E402
 from dmsc.names import name_address  # noqa: E402
 from dmsc.nodes.emulation import (  # noqa: E402
     MGMT_INTERFACE,
     SCSC_HOST,
     EmulatedNetwork,
     ScscOptions,
-    stop_on_sigterm,
 )
 from dmsc.topologies import figure2  # noqa: E402
 
@@ -129,13 +129,15 @@ def wait_for(condition, timeout: float, what: str):
     return value
 
 
-def installed_at(network: EmulatedNetwork, path: list[str]) -> float:
+def installed_at(network: EmulatedNetwork, path: list[str]) -> float | None:
     """When the last policy of the pair on ``path`` was installed (from the tables' ages)."""
     cookie = f"{policy_cookie(*PAIR):#018x}"
     times = []
     for node in path[:-1]:
         asked = time.time()
         rows = [r for r in network.ask(node, "policies") if r["cookie"] == cookie]
+        if not rows:
+            return None  # this node has not been told yet
         times += [asked - r["age_s"] for r in rows]
     return max(times)
 
@@ -159,8 +161,8 @@ def one_move(network: EmulatedNetwork, instance: str, run_dir: Path) -> dict:
             40,
             f"the SCSC to leave {instance}",
         )
-        time.sleep(0.5)  # let the nodes' table ages be read after the last install
-        installed = installed_at(network, choice["path"])
+        installed = wait_for(lambda: installed_at(network, choice["path"]), 10,
+                             "the policies on every node of the path")  # fmt: skip
     finally:
         client.terminate()
         server.terminate()
@@ -301,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write the numbers here")
     args = parser.parse_args(argv)
-    stop_on_sigterm()  # teardown also when killed
     repetitions = 2 if args.quick else args.repetitions
     options = ScscOptions(
         thresholds={"default": {"max_loss": None}},
@@ -315,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         EmulatedNetwork(figure2.spec(), scsc=options, run_dir=Path(tmp) / "run") as network,
     ):
         network.wait_converged(timeout=30)
-        time.sleep(options.topology_settle_s + 1)  # the SCSC starts deciding
+        wait_for(lambda: not network.ask(SCSC_HOST, "status")["settling"], 60,
+                 "the SCSC to start deciding")  # fmt: skip
         traffic = control_traffic(network, 3 if args.quick else 10)
         out = Path(tmp) / "requests.json"
         duration = repetitions * (25 + args.hold_down_s) + 30
@@ -364,4 +366,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with sigterm_unwinds():  # teardown also when killed
+        sys.exit(main())

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from dmsc.errors import DmscError
+from dmsc.lifecycle import sigterm_unwinds
 from dmsc.topologies import BUILT_IN
 
 
@@ -39,11 +40,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmsc.nodes.emulation import EmulatedNetwork, ScscOptions, stop_on_sigterm
+    from dmsc.nodes.emulation import EmulatedNetwork, ScscOptions
     from dmsc.nodes.mncli import DmscCLI
     from dmsc.topologies.builders import build_topology
 
-    stop_on_sigterm()
     spec = build_topology(args.topo)
     scsc = ScscOptions(thresholds=load_thresholds(args.thresholds)) if args.scsc else None
     if args.thresholds and not args.scsc:
@@ -53,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
         f"*** starting {spec.name}: {len(spec.gateways)} SGs, {len(spec.routers)} SRs, "
         f"{len(spec.pods)} pods, {len(spec.spas)} SPAs"
     )
-    with EmulatedNetwork(spec, forward=not args.no_forward, scsc=scsc) as network:
+    with (
+        sigterm_unwinds(),
+        EmulatedNetwork(spec, forward=not args.no_forward, scsc=scsc) as network,
+    ):
         waited = network.wait_converged(timeout=60)
         print(
             f"*** converged {time.monotonic() - started:.1f} s after start "

@@ -60,17 +60,18 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return 0
     from dmsc.experiments.runner import ExperimentRunner
-    from dmsc.nodes.emulation import require_mininet, stop_on_sigterm
+    from dmsc.lifecycle import sigterm_unwinds
+    from dmsc.nodes.emulation import require_mininet
 
     require_mininet()
-    stop_on_sigterm()
     # under the VM's software emulation every program starts about 5x slower
     default_ready = 120.0 if os.environ.get("DMSC_IN_VM") else 20.0
     ready = args.ready_timeout or default_ready
     runner = ExperimentRunner(
         experiment, args.results, progress=not args.quiet, ready_timeout_s=ready
     )
-    folder = runner.run()
+    with sigterm_unwinds():
+        folder = runner.run()
     print(f"results: {folder}")
     return 0
 

@@ -497,9 +497,11 @@ def _scsc_rows(path: Path, base: dict, t0: float, convert) -> list[dict]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError, KeyError):
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
             rows.append({**base, **convert(json.loads(line), t0)})
+        except (ValueError, KeyError) as error:  # e.g. a line cut by a crash: skip, say so
+            log.warning("%s line %d skipped: %s", path.name, number, error)
     return rows
 
 

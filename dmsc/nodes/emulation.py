@@ -54,17 +54,6 @@ HOST_SYSCTLS = (
 OFFLOADS_OFF = ("rx", "off", "tx", "off", "tso", "off", "gso", "off", "gro", "off")
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM behave like Ctrl-C in a process that owns an emulated network: Python's
-    default for SIGTERM exits at once, skipping the teardown (every node program would be left
-    running in its namespace)."""
-
-    def interrupt(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 def require_mininet():
     if os.geteuid() != 0:
         raise DmscError("the emulated network needs root (Mininet creates network namespaces)")

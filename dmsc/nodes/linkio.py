@@ -87,3 +87,17 @@ def parse_link_changes(data: bytes) -> Iterator[LinkChange]:
             up = kind == RTM_NEWLINK and bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
             yield LinkChange(index, up)
         offset += (length + 3) & ~3
+
+
+#: socket option for kernel receive timestamps (struct timespec ancillary data)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+def kernel_receive_time(ancillary) -> float | None:
+    """The SO_TIMESTAMPNS time in ``recvmsg`` ancillary data: when the datagram reached the
+    socket, not when the event loop got round to it. None if absent."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return seconds + nanoseconds / 1e9
+    return None

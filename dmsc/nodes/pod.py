@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ from dmsc.measurement.stamp import STAMP_PORT, Reflector
 from dmsc.names import ServiceName, name_address
 from dmsc.nodes.admin import serve_admin
 from dmsc.nodes.config import GATEWAY_LINK_LOCAL, POD_GATEWAY_PORT, PodConfig
-from dmsc.nodes.linkio import hardware_address
+from dmsc.nodes.linkio import SO_TIMESTAMPNS, hardware_address, kernel_receive_time
 from dmsc.proto import dmsc_pb2, dmsc_pb2_grpc
 from dmsc.spa.claims import sign_claim
 from dmsc.spa.keys import demo_private_key, load_private_key
@@ -40,7 +39,6 @@ ECHO_PORT = 7
 HTTP_PORT = 80
 #: gRPC backs off reconnection up to 2 minutes by default; a restarted SG should hear from its
 #: pods within about a second, well inside their lease.
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 RECONNECT_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
@@ -159,15 +157,13 @@ class StampReflectorEndpoint:
             except OSError as error:
                 log.warning("STAMP reflector: %s", error)
                 return
-            hop_limit, pktinfo, received_at = 255, None, None
+            hop_limit, pktinfo = 255, None
             for level, kind, value in ancillary:
                 if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
                     hop_limit = int.from_bytes(value[:4], sys.byteorder)
                 elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
                     pktinfo = value
-                elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    seconds, nanoseconds = struct.unpack("qq", value[:16])
-                    received_at = seconds + nanoseconds / 1e9
+            received_at = kernel_receive_time(ancillary)
             try:
                 reply = self.reflector.reflect(
                     data, received_at or self.clock(), hop_limit, sent_at=self.clock()

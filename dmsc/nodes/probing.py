@@ -28,12 +28,12 @@ from dmsc.errors import DecodeError
 from dmsc.measurement.estimators import PathEstimator, PathQuality
 from dmsc.measurement.stamp import STAMP_PORT, StampSender
 from dmsc.names import name_address, node_address
+from dmsc.nodes.linkio import SO_TIMESTAMPNS, kernel_receive_time
 from dmsc.proto import dmsc_pb2
 
 log = logging.getLogger(__name__)
 UDP = 17
 PROBE_HOP_LIMIT = 255  # the reflector reports what arrives: the path length is 255 - that
-SO_TIMESTAMPNS_CMSG = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
 def udp6_packet(source: bytes, destination: bytes, sport: int, dport: int, payload: bytes,
@@ -144,7 +144,7 @@ class Prober:
     def _open(self, name: str, now: float) -> Target:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS_CMSG, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setblocking(False)
         sock.bind((str(self.address), 0))
         target = Target(name, sock, StampSender(name, self.interval, now, self.timeout),
@@ -182,7 +182,7 @@ class Prober:
                 log.warning("%s: probe socket of %s: %s", self.node.config.node_id,
                             target.name, error)  # fmt: skip
                 return
-            received_at = _kernel_time(ancillary) or self.clock()
+            received_at = kernel_receive_time(ancillary) or self.clock()
             try:
                 result = target.sender.receive(data, received_at)
             except DecodeError as error:
@@ -246,13 +246,3 @@ def _quality_row(quality: PathQuality | None) -> dict:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else round(value, 3)
-
-
-def _kernel_time(ancillary) -> float | None:
-    """The SO_TIMESTAMPNS receive time: when the reply reached the socket, not when the event
-    loop got round to it."""
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS_CMSG and len(data) >= 16:
-            seconds, nanoseconds = struct.unpack("qq", data[:16])
-            return seconds + nanoseconds / 1e9
-    return None

@@ -20,7 +20,6 @@ import re
 import secrets
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from dmsc.lifecycle import sigterm_unwinds  # noqa: F401  (dmsc vm uses it from here)
 from dmsc.vm import VmError
 from dmsc.vm.image import Image
 
@@ -412,24 +412,6 @@ def check_qemu(options: VmOptions) -> None:
         raise VmError(f"{options.qemu} not found (apt-get install qemu-system-x86)")
     if options.accel == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
         raise VmError("--accel kvm needs a usable /dev/kvm; use --accel tcg")
-
-
-@contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM (a CI job's timeout, ``kill PID``) unwinds like Ctrl-C, so that every
-    ``finally`` runs: qemu is reaped, a half build is removed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -43,6 +43,11 @@ def dmsc_run(*arguments) -> list[str]:
     return [sys.executable, "-m", "dmsc", "run", "--quiet", *arguments]
 
 
+def workload_running() -> bool:
+    found = subprocess.run(["pgrep", "-f", "dmsc.nodes.workload"], capture_output=True)
+    return found.returncode == 0
+
+
 def only_folder(results):
     (folder,) = results.iterdir()
     return folder
@@ -93,7 +98,9 @@ def test_a_stopped_run_leaves_what_it_had_marked_incomplete(tmp_path):
             assert time.monotonic() < deadline, "no results folder appeared"
             time.sleep(0.2)
         folder = only_folder(results)
-        time.sleep(8)  # into the first repetition's workload
+        while not workload_running():  # into the first repetition's workload
+            assert time.monotonic() < deadline and run.poll() is None, "no workload started"
+            time.sleep(0.2)
         run.send_signal(signal.SIGTERM)
         output, _ = run.communicate(timeout=60)
     finally:
