@@ -459,6 +459,17 @@ class SchedulingCenter:
             self.records.append({**record.as_row(), "round": self.rounds})
         return RoundResult(self.rounds, now, decision.records, changes, read_back)
 
+    def reset(self, now: float) -> RoundResult:
+        """Forget every choice, note and measurement, and plan the removal of every DMSC policy
+        in the tables known: as just started, but with the switches connected. Between two
+        repetitions on a network that is kept (the experiment runner's ``reuse_network``)."""
+        self.telemetry.clear()
+        self.links.clear()
+        self.choices, self.notes = {}, {}
+        self._tables_changed = False  # what the tables hold goes, it is not taken over
+        self.counters["resets"] += 1
+        return self.run_round(now)
+
     def _link_qualities(self, now: float) -> dict[tuple[str, str], LinkQuality]:
         """Available bandwidth per (node, neighbor), as fresh as the QoS telemetry must be."""
         max_age = self.scheduler.telemetry_max_age_s
@@ -932,6 +943,7 @@ class ScscApp(app_manager.OSKenApp):
             "policies": lambda request: self.center.policies_view(request.get("node")),
             "thresholds": lambda request: thresholds_mapping(self.center.thresholds),
             "set_thresholds": self._set_thresholds,
+            "reset": self._reset,
         }
         return {name: self._locked(handler) for name, handler in handlers.items()}
 
@@ -980,3 +992,13 @@ class ScscApp(app_manager.OSKenApp):
         self.logger.info("thresholds set: %s", json.dumps(thresholds_mapping(table)))
         self._wake.set()
         return thresholds_mapping(table)
+
+    def _reset(self, request: dict) -> dict[str, Any]:
+        """Remove every policy, forget choices and telemetry, and settle as at start."""
+        now = time.time()
+        result = self.center.reset(now)
+        self._send(result.changes)
+        self._settle_until = now + self.config.startup_settle_s
+        self.logger.info("reset: choices and telemetry forgotten, %d policies removed",
+                         len(result.changes))  # fmt: skip
+        return {"removed": len(result.changes), "pending": self.center.pending_view()}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import logging
 import random
@@ -95,6 +96,16 @@ TABLES = {
     ),
 }
 SETTLE_TIMEOUT_S = 60.0
+RESET_RETRY_S = 10.0  # a table read back during a reset is taken over again: reset once more
+
+
+@dataclass
+class Altered:
+    """What the timeline changed and has not undone yet: a kept network's reset undoes it."""
+
+    impaired: set[tuple[str, str]] = field(default_factory=set)
+    links_down: set[tuple[str, str]] = field(default_factory=set)
+    thresholds: dict | None = None  # the SCSC's before the first thresholds event
 
 
 class Tables:
@@ -162,6 +173,7 @@ class ExperimentRunner:
         self.progress = Progress(total, enabled=progress)
         self.commands_run: list[dict] = []
         self.first_effect: float | None = None
+        self.altered = Altered()
 
     # ------------------------------------------------------------------ the whole run
 
@@ -172,14 +184,21 @@ class ExperimentRunner:
         (folder / "experiment.yaml").write_text(experiment.source_text)
         meta = self._metadata()
         write_metadata(meta, folder)
+
+        def recorded(record: dict) -> None:
+            meta["repetitions"].append(record)
+            meta["tc_commands"] = self.commands_run
+            write_metadata(meta, folder)
+            self.progress.done += 1
+
         try:
             for variant in experiment.variants:
+                if experiment.reuse_network:
+                    self._variant_on_one_network(variant, tables, recorded)
+                    continue
                 for repetition in range(experiment.repetitions):
-                    record = self._repetition(variant, repetition, tables)
-                    meta["repetitions"].append(record)
-                    meta["tc_commands"] = self.commands_run
-                    write_metadata(meta, folder)
-                    self.progress.done += 1
+                    with self._network(variant) as network:
+                        recorded(self._repetition(network, variant, repetition, tables))
             meta["complete"] = True
         except BaseException as error:
             meta["error"] = f"{type(error).__name__}: {error}"
@@ -201,6 +220,7 @@ class ExperimentRunner:
                 "name": experiment.name,
                 "description": experiment.description,
                 "seed": experiment.seed,
+                "reuse_network": experiment.reuse_network,
                 "complete": False,
                 "started": time.time(),
                 "variants": {v.name: _variant_metadata(v) for v in experiment.variants},
@@ -220,35 +240,105 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ one repetition
 
-    def _repetition(self, variant, repetition: int, tables: Tables) -> dict:
-        label = f"{variant.name} #{repetition + 1}"
-        record = {"variant": variant.name, "repetition": repetition, "wall_start": time.time()}
-        network = EmulatedNetwork(
+    def _network(self, variant) -> EmulatedNetwork:
+        return EmulatedNetwork(
             variant.topology,
             timers=variant.timers,
             scsc=probing_for_workload(variant),
             ready_timeout_s=self.ready_timeout_s,
         )
-        with network:
-            self.progress.show(f"{label}: converging")
-            record["converged_after_s"] = network.wait_converged(timeout=60)
-            if variant.scsc is not None:
-                self._wait_scsc_settled(network)
-            t0 = time.time()
-            record["t0"] = t0
-            # in the run folder: `dmsc clean` finds what mentions it, should this process die
-            outputs = self._start_workload(network, variant, network.run_dir, t0)
-            try:
-                events = self._timeline(network, variant, t0, label)
-                self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
-            finally:
-                _stop_workload(outputs)  # also when interrupted: nothing outlives the run
-            rows = self._collect(network, variant, repetition, t0, outputs)
+
+    def _variant_on_one_network(self, variant, tables: Tables, recorded) -> None:
+        """``reuse_network``: every repetition on one network, reset in between."""
+        with self._network(variant) as network:
+            since = 0.0
+            for repetition in range(self.experiment.repetitions):
+                reset_s = None
+                if repetition:
+                    started = time.monotonic()
+                    self._reset(network, variant, f"{variant.name} #{repetition + 1}")
+                    reset_s = round(time.monotonic() - started, 3)
+                record = self._repetition(network, variant, repetition, tables, since)
+                recorded({**record, "reset_s": reset_s})
+                since = record["wall_end"]
+
+    def _repetition(
+        self, network, variant, repetition: int, tables: Tables, since: float = 0.0
+    ) -> dict:
+        """One repetition on a started network; SCSC log lines older than ``since`` belong to
+        the repetitions before (a reused network)."""
+        label = f"{variant.name} #{repetition + 1}"
+        record = {"variant": variant.name, "repetition": repetition, "wall_start": time.time()}
+        self.altered = Altered()
+        self.progress.show(f"{label}: converging")
+        record["converged_after_s"] = network.wait_converged(timeout=60)
+        if variant.scsc is not None:
+            self._wait_scsc_settled(network)
+        t0 = time.time()
+        record["t0"] = t0
+        # in the run folder: `dmsc clean` finds what mentions it, should this process die
+        outputs = self._start_workload(network, variant, network.run_dir, t0, repetition)
+        try:
+            events = self._timeline(network, variant, t0, label)
+            self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
+        finally:
+            _stop_workload(outputs)  # also when interrupted: nothing outlives the run
+        rows = self._collect(network, variant, repetition, t0, outputs, since)
         rows["events"] = [{**e, "variant": variant.name, "repetition": repetition} for e in events]
         for name, table_rows in rows.items():
             tables.append(name, table_rows)
         record["wall_end"] = time.time()
         return record
+
+    # ------------------------------------------------------------------ between repetitions
+
+    def _reset(self, network, variant, label: str) -> None:
+        """Bring a kept network back to where a fresh one starts: undo what the timeline left
+        changed, wait for convergence and for the SGs' probe windows to hold only probes sent
+        since, then have the SCSC remove its policies and forget its choices and telemetry.
+        Checked, not assumed: every node without a policy, the SCSC without a choice."""
+        self.progress.show(f"{label}: resetting the network")
+        self._restore(network, variant)
+        network.wait_converged(timeout=60)
+        if variant.scsc is None:
+            return
+        time.sleep(_window_span_s(variant.scsc))  # a measurement window, not a synchronisation
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while True:
+            network.ask(SCSC_HOST, "reset")
+            asked = time.monotonic()
+            while time.monotonic() - asked < RESET_RETRY_S:
+                if not (leftover := self._policies_left(network, variant)):
+                    return
+                time.sleep(0.2)
+            if time.monotonic() > deadline:
+                raise DmscError(f"the reset left policies in place: {leftover}")
+
+    def _restore(self, network, variant) -> None:
+        altered = self.altered
+        for link in sorted(altered.impaired):
+            bandwidth = _bandwidth(variant.topology, link)
+            clear = functools.partial(clear_commands, bandwidth_mbps=bandwidth)
+            self._tc(network, link, "both", clear, check=False)
+        for link in sorted(altered.links_down):
+            network.set_link(*link, True)
+        for node in sorted(network.nodes_down):
+            network.restart_node(node, wait=True)
+        if altered.thresholds is not None:
+            network.ask(SCSC_HOST, "set_thresholds", thresholds=altered.thresholds)
+        self.altered = Altered()
+
+    def _policies_left(self, network, variant) -> str:
+        """What still stands between the network and a fresh one's state ('' when nothing)."""
+        status = network.ask(SCSC_HOST, "status")
+        if status["settling"]:
+            return "the SCSC is settling"
+        if choices := network.ask(SCSC_HOST, "choices"):
+            return f"the SCSC keeps {len(choices)} choices"
+        for node in (*variant.topology.gateways, *variant.topology.routers):
+            if policies := network.ask(node, "policies"):
+                return f"{node} holds {len(policies)} policies"
+        return ""
 
     def _wait_scsc_settled(self, network: EmulatedNetwork) -> None:
         """The SCSC decides only once the topology has been still (topology_settle_s)."""
@@ -260,10 +350,10 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ workload
 
-    def _start_workload(self, network, variant, tmp: Path, t0: float) -> list[tuple]:
+    def _start_workload(self, network, variant, tmp: Path, t0: float, repetition: int):
         outputs = []
         for index, load in enumerate(variant.workload):
-            out = tmp / f"requests-{index}.json"
+            out = tmp / f"requests-{repetition}-{index}.json"
             command = [
                 sys.executable,
                 "-m",
@@ -338,12 +428,21 @@ class ExperimentRunner:
 
     def _perform(self, network, variant, event) -> list[Command]:
         action = event.action
+        altered = self.altered
         if action == "impair":
-            return self._tc(network, event, lambda i: impair_commands(i, event.impairment))
+            altered.impaired.add(event.link)  # before: a part may take effect, then fail
+            build = lambda i: impair_commands(i, event.impairment)  # noqa: E731
+            return self._tc(network, event.link, event.impairment.direction, build)
         if action == "clear":
             bandwidth = _bandwidth(variant.topology, event.link)
-            return self._tc(network, event, lambda i: clear_commands(i, bandwidth), check=False)
+            commands = self._tc(network, event.link, "both",
+                                lambda i: clear_commands(i, bandwidth), check=False)  # fmt: skip
+            altered.impaired.discard(event.link)
+            return commands
         if action in ("link_down", "link_up"):
+            (altered.links_down.discard if action == "link_up" else altered.links_down.add)(
+                event.link
+            )
             network.set_link(*event.link, action == "link_up")
             state = "up" if action == "link_up" else "down"
             return [
@@ -360,6 +459,8 @@ class ExperimentRunner:
             network.restart_node(SCSC_HOST, wait=False)
         elif action == "thresholds":
             current = network.ask(SCSC_HOST, "thresholds")
+            if altered.thresholds is None:
+                altered.thresholds = current
             changes = [f"{k}={'off' if v is None else v}" for k, v in event.thresholds.items()]
             table = with_threshold_changes(current, event.service or "default", changes)
             network.ask(SCSC_HOST, "set_thresholds", thresholds=table)
@@ -367,13 +468,13 @@ class ExperimentRunner:
             raise DmscError(f"unknown action {action!r}")
         return []
 
-    def _tc(self, network, event, build: Callable[[str], list[Command]], check=True):
+    def _tc(self, network, link, direction: str, build: Callable[[str], list[Command]],
+            check=True):  # fmt: skip
         """Run the commands of every end at once (one process per end, each end's commands in
         order): under the VM's emulation a process start takes long, and both directions
         should change together. Returns them; ``self.first_effect`` is when the first end
         finished (from then on the impairment is in effect somewhere)."""
-        direction = getattr(event.impairment, "direction", "both") if event.impairment else "both"
-        ends = ends_for(event.link, direction, network.interface_toward)
+        ends = ends_for(link, direction, network.interface_toward)
         scripts = {end: build(end.interface) for end in ends}
         running = {
             end: subprocess.Popen(
@@ -400,7 +501,7 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ collecting
 
-    def _collect(self, network, variant, repetition: int, t0: float, outputs) -> dict:
+    def _collect(self, network, variant, repetition: int, t0: float, outputs, since) -> dict:
         base = {"variant": variant.name, "repetition": repetition}
         rows: dict[str, list[dict]] = {name: [] for name in TABLES if name != "events"}
         for load, out, process in outputs:
@@ -423,12 +524,9 @@ class ExperimentRunner:
                     }
                 )
         if variant.scsc is not None:
-            rows["telemetry"] = _scsc_rows(
-                network.run_dir / "scsc-telemetry.jsonl", base, t0, _telemetry_row
-            )
-            rows["decisions"] = _scsc_rows(
-                network.run_dir / "scsc-decisions.jsonl", base, t0, _decision_row
-            )
+            for table, convert in (("telemetry", _telemetry_row), ("decisions", _decision_row)):
+                path = network.run_dir / f"scsc-{table}.jsonl"
+                rows[table] = _scsc_rows(path, base, t0, since, convert)
         for node in (*variant.topology.gateways, *variant.topology.routers):
             if node in network.nodes_down:
                 continue
@@ -482,6 +580,13 @@ def probing_for_workload(variant):
     return replace(options, probe_services={sg: tuple(s) for sg, s in services.items()})
 
 
+def _window_span_s(options) -> float:
+    """How long until every SG's telemetry holds only probes sent from now on: a full window
+    of probes, the last one's timeout, and the next telemetry report."""
+    window = options.probe_window * options.probe_interval_ms + options.probe_timeout_ms
+    return (window + options.telemetry_interval_ms) / 1000
+
+
 def _stop_workload(outputs) -> None:
     for _, _, process in outputs:
         if process.poll() is None:
@@ -493,14 +598,17 @@ def _stop_workload(outputs) -> None:
                 process.wait()
 
 
-def _scsc_rows(path: Path, base: dict, t0: float, convert) -> list[dict]:
+def _scsc_rows(path: Path, base: dict, t0: float, since: float, convert) -> list[dict]:
+    """The rows of an SCSC log written from ``since`` on (Unix time)."""
     if not path.exists():
         return []
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
-            rows.append({**base, **convert(json.loads(line), t0)})
-        except (ValueError, KeyError) as error:  # e.g. a line cut by a crash: skip, say so
+            logged = json.loads(line)
+            if logged["time"] >= since:
+                rows.append({**base, **convert(logged, t0)})
+        except (ValueError, KeyError, TypeError) as error:  # a line cut by a crash: say so
             log.warning("%s line %d skipped: %s", path.name, number, error)
     return rows
 

@@ -84,7 +84,7 @@ SETTINGS_KEYS = (
     "seed",
     "timeline",
 )
-TOP_KEYS = ("name", "description", *SETTINGS_KEYS, "variants")
+TOP_KEYS = ("name", "description", *SETTINGS_KEYS, "reuse_network", "variants")
 TOP_REQUIRED = ("name", "topology", "workload", "duration_s")
 #: not per variant: variants are compared over the same duration, repetitions and seed
 SHARED_KEYS = ("duration_s", "repetitions", "seed")
@@ -297,6 +297,9 @@ class Experiment:
     source_sha256: str
     path: Path
     topology_file: Path | None = None
+    # one network per variant, reset between repetitions (runner.py), instead of one per
+    # repetition: in the VM a network takes minutes to start
+    reuse_network: bool = False
 
 
 # ---------------------------------------------------------------- entry points
@@ -335,6 +338,7 @@ def experiment_from_mapping(
     name = _name(ctx, top["name"], "name")
     description = _or(top.get("description"), "")
     description = _string(ctx, description, "description", empty=True).strip()
+    reuse_network = _flag(ctx, _or(top.get("reuse_network"), False), "reuse_network")
     base_mapping = {key: top[key] for key in SETTINGS_KEYS if key in top}
     base = _resolve(ctx, base_mapping, "", "base", {}, drop_scsc_events=False)
     variants = _variants(ctx, top.get("variants"), base_mapping, base)
@@ -359,6 +363,7 @@ def experiment_from_mapping(
         source_sha256=hashlib.sha256(source_text.encode("utf-8")).hexdigest(),
         path=path if path is not None else Path(base_dir) / str(source_name),
         topology_file=base.topology_file,
+        reuse_network=reuse_network,
     )
 
 
@@ -396,6 +401,8 @@ def describe(experiment: Experiment) -> str:
         f"{experiment.repetitions} repetitions of {experiment.duration_s:g} s, "
         f"seed {experiment.seed}; {total / 60:.1f} min of workload in all"
     )
+    if experiment.reuse_network:
+        lines.append("one network per variant, reset between repetitions (reuse_network)")
     lines.append(f"timeline: {len(experiment.timeline)} events")
     lines += [f"  {event.describe()}" for event in experiment.timeline]
     return "\n".join(lines)
@@ -544,6 +551,12 @@ def _list(ctx: _Context, value: Any, path: str, least: int = 0) -> list:
 def _string(ctx: _Context, value: Any, path: str, empty: bool = False) -> str:
     if not isinstance(value, str) or not (value or empty):
         raise ctx.error(path, f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _flag(ctx: _Context, value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ctx.error(path, f"expected true or false, got {_kind(value)}")
     return value
 
 

@@ -88,6 +88,58 @@ def test_a_link_failure_experiment_writes_every_table_and_figure(tmp_path):
     assert "routing-only" in (folder / "report.tex").read_text()
 
 
+REUSED = """\
+name: congestion-reused-test
+description: sr2-sg4 throttled toward sg4 twice, on one network reset in between.
+topology: figure2
+workload:
+  - {client: pod2, service: /B, rate_hz: 20, protocol: http, timeout_s: 1.0}
+scsc: {thresholds: {default: {max_delay_ms: 50}}}
+duration_s: 16
+repetitions: 2
+seed: 1
+reuse_network: true
+timeline:
+  - {at: 4, action: impair, link: [sr2, sg4], rate_mbit: 0.02, direction: forward}
+  - {at: 12, action: thresholds, service: /B, max_delay_ms: null, max_jitter_ms: null,
+     max_loss: null}
+"""
+
+
+def test_on_a_reused_network_every_repetition_starts_from_routings_choice(tmp_path):
+    """The timeline leaves the link throttled and /B without limits: the reset undoes both
+    and the SCSC's policies, so the second repetition starts on /B/4 and moves again."""
+    (tmp_path / "reused.yaml").write_text(REUSED)
+    results = tmp_path / "results"
+    done = subprocess.run(dmsc_run(str(tmp_path / "reused.yaml"), "--results", str(results)),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = only_folder(results)
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["complete"] is True and meta["reuse_network"] is True
+    first, second = meta["repetitions"]
+    assert first["reset_s"] is None and second["reset_s"] > 0
+    cleared = [c["node"] for c in meta["tc_commands"] if c["command"][:3] == ["tc", "qdisc", "del"]]
+    assert sorted(cleared) == ["sg4", "sr2"]  # by the reset: the timeline never clears
+    requests = pd.read_csv(folder / "requests.csv")
+    decisions = pd.read_csv(folder / "decisions.csv")
+    for repetition in (0, 1):
+        mine = requests[requests["repetition"] == repetition]
+        before = mine[mine["sent_s"] < 4]
+        assert len(before) > 50 and (before["served_by"] == "pod4").all(), repetition
+        moved = decisions[decisions["repetition"] == repetition].iloc[0]
+        assert (moved["old_instance"], moved["new_instance"]) == ("/B/4", "/B/1")
+        assert 4 < moved["time_s"] < 8, repetition
+        late = mine[mine["sent_s"] > moved["time_s"] + 1]
+        assert (late["served_by"] == "pod1").mean() > 0.95, repetition
+    gap = second["t0"] - first["wall_end"]  # the second's SCSC rows: none from the first
+    telemetry = pd.read_csv(folder / "telemetry.csv")
+    assert telemetry[telemetry["repetition"] == 1]["time_s"].min() > -gap
+    summary = pd.read_csv(folder / "summary.csv")
+    impairs = summary[summary["action"] == "impair"]
+    assert impairs["reroute_s"].between(0, 4).all() and len(impairs) == 2
+
+
 def test_a_stopped_run_leaves_what_it_had_marked_incomplete(tmp_path):
     results = tmp_path / "results"
     run = subprocess.Popen(dmsc_run(write_experiment(tmp_path, 20), "--results", str(results)),

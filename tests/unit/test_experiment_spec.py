@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
@@ -21,6 +22,8 @@ from dmsc.experiments import (
     thresholds_after,
 )
 from dmsc.routing.config import LinkStateTimers
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
 
 ZOO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "topology-zoo"
 ABILENE = ZOO / "Abilene.graphml"
@@ -174,7 +177,8 @@ def test_minimal_file_takes_the_defaults():
     assert experiment.scsc is None
     assert experiment.timers == LinkStateTimers()
     assert (experiment.repetitions, experiment.seed, experiment.timeline) == (1, 0, ())
-    assert experiment.description == ""
+    assert experiment.description == "" and experiment.reuse_network is False
+    assert load(build(MIN, reuse_network=True)).reuse_network is True
     assert [p.name for p in experiment.topology.pods] == ["pod1", "pod2", "pod3", "pod4"]
     assert experiment.workload == (WorkloadSpec("pod2", "/B"),)
     (variant,) = experiment.variants
@@ -344,6 +348,22 @@ def test_describe_names_the_essentials(tmp_path):
     assert "10 repetitions of 40 s, seed 1; 26.7 min of workload in all" in lines
     assert "  10 s impair sr2-sg4: delay 100 ms ± 0 ms, loss 0" in lines
     assert "  20 s scsc_stop" in lines
+    assert "reuse_network" not in text
+    kept = load_experiment(tmp_path / "delay.yaml", netem_available=True)
+    text = describe(dataclasses.replace(kept, reuse_network=True))
+    assert "one network per variant, reset between repetitions (reuse_network)" in text
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_experiment_is_valid_described_and_listed(path):
+    experiment = load_experiment(path, netem_available=True)
+    assert experiment.name == path.stem
+    assert len(experiment.description) > 40
+    assert f"| `{path.name}` |" in (path.parent / "README.md").read_text()
+
+
+def test_the_shipped_experiments_are_found():
+    assert {"delay-reroute", "delay-baselines", "congestion-reroute"} <= {p.stem for p in SHIPPED}
 
 
 # ---------------------------------------------------------------- files that are not YAML
@@ -398,7 +418,9 @@ def impair(**keys) -> list[dict]:
 
 CASES = [
     # top level: keys, types, ranges
-    ({"sccs": {}}, f"sccs: unknown key (known: {TOP}, timeline, variants)"),
+    ({"sccs": {}}, f"sccs: unknown key (known: {TOP}, timeline, reuse_network, variants)"),
+    ({"reuse_network": "yes please"}, "reuse_network: expected true or false, got 'yes please'"),
+    ({"reuse_network": 1}, "reuse_network: expected true or false, got 1"),
     ({"duration_s": DROP}, "duration_s: required"),
     ({"duration_s": None}, "duration_s: required, not null"),
     (

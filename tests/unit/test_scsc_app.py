@@ -634,6 +634,29 @@ def test_a_narrow_link_reported_by_a_router_moves_the_pair_while_it_is_fresh():
     assert (record.new_instance, record.new_path) == ("/B/2", ("sgA", "srX", "sgC"))
 
 
+def test_a_reset_removes_every_policy_forgets_what_it_knew_and_decides_anew():
+    center = started_center(ThresholdTable.from_mapping({"default": {"max_delay_ms": 50}}))
+    now = time.time()
+
+    def measured(at, b1):
+        center.take_telemetry(TelemetryReport({
+            ("sgA", "/B/1"): PathQuality(b1, 1.0, 0.0, None, 10, at),
+            ("sgA", "/B/2"): PathQuality(5.0, 1.0, 0.0, None, 10, at),
+        }))  # fmt: skip
+
+    measured(now, b1=80.0)
+    installed = center.run_round(now).changes
+    assert [(c.intent.node, c.is_add) for c in installed] == [("srX", True), ("sgA", True)]
+    removed = center.reset(now + 1).changes
+    assert [(c.intent.node, c.is_add) for c in removed] == [("sgA", False), ("srX", False)]
+    assert (center.choices, center.telemetry, center.links) == ({}, {}, {})
+    assert center.counters["resets"] == 1
+    assert center.run_round(now + 2).changes == ()  # nothing left, nothing chosen
+    measured(now + 3, b1=80.0)  # no hold-down carried over: the next bad report moves it again
+    (record,) = center.run_round(now + 3).records
+    assert (record.old_instance, record.new_instance) == ("/B/1", "/B/2")
+
+
 # ---------------------------------------------------------------- the running SCSC
 
 
@@ -727,6 +750,17 @@ def test_a_restarted_scsc_reads_the_tables_back_and_sends_nothing_new(lab):
     assert {node: len(switch.flow_mods) for node, switch in sw.items()} == {
         **mods, "srX": mods["srX"] + 1,
     }  # fmt: skip
+
+
+def test_reset_on_the_admin_socket_empties_the_tables_and_settles(lab):
+    lab.start(startup_settle_s=1.0)
+    scsc, sw = lab.scsc, lab.switches
+    sw["sgA"].report(B_1=80.0, B_2=5.0)
+    wait_for("the policies", lambda: sw["sgA"].table() and sw["srX"].table() == steered(3))
+    assert scsc.ask("reset") == {"removed": 2, "pending": []}
+    assert scsc.ask("status")["settling"] and scsc.ask("choices") == []
+    wait_for("empty tables", lambda: not sw["sgA"].table() and not sw["srX"].table())
+    assert "reset: choices and telemetry forgotten, 2 policies removed" in scsc.logs()
 
 
 def test_policies_for_a_disconnected_switch_wait_for_it(lab):
