@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+VM_STOP_TIMEOUT_S = 60  # the VM runner kills qemu at once on SIGTERM; this bounds the wait
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -134,4 +136,12 @@ def run_in_vm(args: argparse.Namespace) -> int:
     inner += ["--quiet"] if args.quiet else []
     command = [*dmsc, "vm", "run", "--results", str(args.results), "--timeout",
                str(args.vm_timeout), "--", *inner]  # fmt: skip
-    return subprocess.run(command).returncode
+    from dmsc.lifecycle import sigterm_unwinds
+
+    with sigterm_unwinds(), subprocess.Popen(command) as vm:
+        try:
+            return vm.wait()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the VM runner stops qemu and reaps it
+            vm.terminate()
+            vm.wait(VM_STOP_TIMEOUT_S)
+            raise

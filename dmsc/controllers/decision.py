@@ -557,11 +557,25 @@ def _context(inputs: DecisionInputs, pair: Pair, now: float, cache: _RoundCache)
         route = _nearest(routes, inputs.topology.hosts(instance))
         if route is None:
             continue
-        quality = _with_path_bandwidth(_fresh(inputs, (source, instance), now), inputs.links,
-                                       route[1])  # fmt: skip
-        crossed = crossings(quality, limits) if quality else ()
-        candidates[instance] = _Candidate(instance, route[1], route[0], quality, crossed)
+        weight, path = route
+        candidates[instance] = _candidate(inputs, source, instance, path, weight, limits, now)
     return _Context(inputs, now, source, service, weights, candidates, cache)
+
+
+def _candidate(
+    inputs: DecisionInputs,
+    source: str,
+    instance: str,
+    path: Path,
+    weight: float,
+    limits: Thresholds,
+    now: float,
+) -> _Candidate:
+    """``instance`` reached over ``path``: what the source SG measured of it (with the path's
+    bandwidth) and which limits that crosses."""
+    quality = _with_path_bandwidth(_fresh(inputs, (source, instance), now), inputs.links, path)
+    crossed = crossings(quality, limits) if quality else ()
+    return _Candidate(instance, path, weight, quality, crossed)
 
 
 def path_bandwidth(links: Mapping[tuple[str, str], LinkQuality], path: Path) -> float | None:
@@ -691,13 +705,10 @@ def _as_routed(ctx: _Context, candidate: _Candidate, plain_path: Path) -> _Candi
     if plain_path == candidate.path:
         return candidate
     limits = ctx.inputs.thresholds.for_service(ctx.service)
-    quality = _with_path_bandwidth(
-        _fresh(ctx.inputs, (ctx.source, candidate.instance), ctx.now), ctx.inputs.links, plain_path
-    )
-    crossed = crossings(quality, limits) if quality else ()
     weight = _path_weight(ctx.weights, plain_path)
-    return _Candidate(candidate.instance, plain_path, math.inf if weight is None else weight,
-                      quality, crossed)  # fmt: skip
+    weight = math.inf if weight is None else weight
+    return _candidate(ctx.inputs, ctx.source, candidate.instance, plain_path, weight, limits,
+                      ctx.now)  # fmt: skip
 
 
 def _challenger(ctx: _Context, current: _Candidate) -> _Candidate:

@@ -39,11 +39,12 @@ cumulative (``detect_s <= decide_s <= install_s`` normally), not lengths of succ
   SCSC applies them: delay >= max_delay_ms, jitter >= max_jitter_ms, loss >= max_loss,
   bandwidth <= min_bandwidth_bps, and always loss = 1. ``thresholds`` events are not followed.
 - ``decide_s``: the first SCSC decision (decisions.csv) about a service the workload calls.
-- ``install_s``: the latest ``installed_s`` among that decision's policies (policies.csv):
-  the rows with its pair's cookie (``policy_cookie(source, service)``) installed at or after the
-  decision and before the pair's next decision. policies.csv holds the tables as they were at
-  the end of the repetition, so when a later decision replaced or removed those policies they
-  are gone and ``install_s`` is NaN.
+- ``install_s``: when the last of that decision's policies reached its forwarder: the latest
+  add or modify in policy_changes.csv with the pair's cookie (``policy_cookie(source,
+  service)``) at or after the decision and before the pair's next decision. Results without
+  policy_changes.csv (older runs) use the same rule on ``installed_s`` in policies.csv, the
+  tables at the end of the repetition: where a later decision replaced or removed the
+  policies, they are gone and ``install_s`` is NaN.
 - ``reroute_s``: per (client, service) stream of requests, the *before instance* is the one
   (``served_by``) that served most successful requests in *before* (a tie goes to the one that
   served last); the stream moved at the first successful request of *during* served by another.
@@ -95,7 +96,8 @@ CLEARED_BY = {
 ACTIONS = frozenset({*CLEARED_BY, *CLEARED_BY.values(), "thresholds"})
 
 #: The tables the report reads, their columns and how each is parsed (docs/experiments.md).
-#: fib_changes.csv is not read: nothing in the report comes from it.
+#: fib_changes.csv is not read: nothing in the report comes from it. policy_changes.csv is
+#: newer than the others: results without it take install times from policies.csv.
 TABLES: Mapping[str, Mapping[str, str]] = {
     "requests": {
         "variant": "text", "repetition": "int", "client": "text", "service": "name",
@@ -117,12 +119,20 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "ipv6_dst": "text", "ipv6_src": "text", "outputs": "text", "installed_s": "number",
         "packets": "number",
     },
+    "policy_changes": {
+        "variant": "text", "repetition": "int", "time_s": "time", "node": "text",
+        "change": "change", "cookie": "cookie", "ipv6_dst": "text", "ipv6_src": "text",
+        "outputs": "text",
+    },
     "events": {
         "variant": "text", "repetition": "int", "at_s": "time", "applied_s": "number",
         "action": "action", "target": "text", "commands": "text", "ok": "bool", "error": "text",
     },
 }  # fmt: skip
 
+OPTIONAL_TABLES = {
+    "policy_changes": "install times from the final tables (policies.csv), NaN where replaced",
+}
 WINDOWS = ("before", "during", "after")
 PARTS = ("detect_s", "decide_s", "install_s", "reroute_s")
 METRICS = (*PARTS, *(f"{w}_{m}" for w in WINDOWS for m in ("p50_ms", "p95_ms", "loss")))
@@ -142,7 +152,7 @@ class ResultsRun:
 
     folder: Path
     metadata: Mapping[str, Any]
-    tables: Mapping[str, pd.DataFrame]
+    tables: Mapping[str, pd.DataFrame | None]  # None: an optional table the run lacks
     #: per variant, in metadata order: its thresholds, or None for a variant without an SCSC
     thresholds: Mapping[str, ThresholdTable | None]
     notes: tuple[str, ...]
@@ -174,7 +184,10 @@ def load_run(folder: Path | str) -> ResultsRun:
     tables = {}
     for name in TABLES:
         path = folder / f"{name}.csv"
-        if not metadata["complete"] and not path.exists():
+        if name in OPTIONAL_TABLES and not path.exists():
+            notes.append(f"{name}.csv is missing: {OPTIONAL_TABLES[name]}")
+            tables[name] = None
+        elif not metadata["complete"] and not path.exists():
             notes.append(f"{name}.csv is missing: read as empty")
             tables[name] = _frame(name, {})
         else:
@@ -299,6 +312,12 @@ def _name(text: str) -> str:
     return str(ServiceName.parse(text))  # InvalidName is a ValueError
 
 
+def _change(text: str) -> str:
+    if text not in ("add", "modify", "delete"):
+        raise ValueError(text)
+    return text
+
+
 def _action(text: str) -> str:
     if text not in ACTIONS:
         raise ValueError(text)
@@ -314,6 +333,7 @@ PARSERS: Mapping[str, tuple[Callable[[str], Any], str]] = {
     "name": (_name, "a service or instance name such as /B/4"),
     "cookie": (lambda text: int(text, 0), "an OpenFlow cookie such as 0xd5c0739201f6dfdc"),
     "action": (_action, f"an action ({', '.join(sorted(ACTIONS))})"),
+    "change": (_change, "add, modify or delete"),
 }
 
 
@@ -335,8 +355,12 @@ def _variant_thresholds(variants: Mapping, path: Path) -> dict[str, ThresholdTab
     return found
 
 
-def _check_variants(folder: Path, tables: Mapping[str, pd.DataFrame], known: Mapping) -> None:
+def _check_variants(
+    folder: Path, tables: Mapping[str, pd.DataFrame | None], known: Mapping
+) -> None:
     for name, frame in tables.items():
+        if frame is None:
+            continue
         unknown = sorted(set(frame["variant"]) - set(known))
         if unknown:
             raise DmscError(
@@ -480,7 +504,12 @@ def _control_parts(
     if decision.empty:
         return {"detect_s": detected - t}
     first = decision.iloc[0]
-    installed = _installed(run.rows("policies", variant, repetition), decisions, first)
+    if run.tables["policy_changes"] is None:  # results from before the change log
+        final = run.rows("policies", variant, repetition)
+        installed = _installed(final, decisions, first)
+    else:
+        changes = run.rows("policy_changes", variant, repetition)
+        installed = _installed(changes[changes["change"] != "delete"], decisions, first, "time_s")
     return {"detect_s": detected - t, "decide_s": first["time_s"] - t, "install_s": installed - t}
 
 
@@ -521,8 +550,14 @@ def _first_crossing(
     return _in(new, "time_s", window)["time_s"].min()
 
 
-def _installed(policies: pd.DataFrame, decisions: pd.DataFrame, decision: pd.Series) -> float:
-    """The last install time of the decision's policies still in the final tables."""
+def _installed(
+    policies: pd.DataFrame,
+    decisions: pd.DataFrame,
+    decision: pd.Series,
+    column: str = "installed_s",
+) -> float:
+    """The last install time (``column``) of the decision's policies: its pair's cookie,
+    from the decision until the pair's next decision."""
     pair = (decisions["source"] == decision["source"]) & (
         decisions["service"] == decision["service"]
     )
@@ -530,7 +565,7 @@ def _installed(policies: pd.DataFrame, decisions: pd.DataFrame, decision: pd.Ser
     until = later.min() if not later.empty else math.inf
     cookie = policy_cookie(decision["source"], decision["service"])
     mine = policies[policies["cookie"] == cookie]
-    return _in(mine, "installed_s", (decision["time_s"], until))["installed_s"].max()
+    return _in(mine, column, (decision["time_s"], until))[column].max()
 
 
 def _window_stats(

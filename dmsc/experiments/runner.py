@@ -70,6 +70,17 @@ TABLES = {
         "all_bad",
     ),
     "fib_changes": ("variant", "repetition", "time_s", "node", "detail"),
+    "policy_changes": (
+        "variant",
+        "repetition",
+        "time_s",
+        "node",
+        "change",
+        "cookie",
+        "ipv6_dst",
+        "ipv6_src",
+        "outputs",
+    ),
     "policies": (
         "variant",
         "repetition",
@@ -308,7 +319,7 @@ class ExperimentRunner:
             network.ask(SCSC_HOST, "reset")
             asked = time.monotonic()
             while time.monotonic() - asked < RESET_RETRY_S:
-                if not (leftover := self._policies_left(network, variant)):
+                if not (leftover := self._left_over(network, variant)):
                     return
                 time.sleep(0.2)
             if time.monotonic() > deadline:
@@ -317,9 +328,7 @@ class ExperimentRunner:
     def _restore(self, network, variant) -> None:
         altered = self.altered
         for link in sorted(altered.impaired):
-            bandwidth = _bandwidth(variant.topology, link)
-            clear = functools.partial(clear_commands, bandwidth_mbps=bandwidth)
-            self._tc(network, link, "both", clear, check=False)
+            self._clear(network, variant, link)
         for link in sorted(altered.links_down):
             network.set_link(*link, True)
         for node in sorted(network.nodes_down):
@@ -328,7 +337,7 @@ class ExperimentRunner:
             network.ask(SCSC_HOST, "set_thresholds", thresholds=altered.thresholds)
         self.altered = Altered()
 
-    def _policies_left(self, network, variant) -> str:
+    def _left_over(self, network, variant) -> str:
         """What still stands between the network and a fresh one's state ('' when nothing)."""
         status = network.ask(SCSC_HOST, "status")
         if status["settling"]:
@@ -431,18 +440,17 @@ class ExperimentRunner:
         altered = self.altered
         if action == "impair":
             altered.impaired.add(event.link)  # before: a part may take effect, then fail
-            build = lambda i: impair_commands(i, event.impairment)  # noqa: E731
+            build = functools.partial(impair_commands, impairment=event.impairment)
             return self._tc(network, event.link, event.impairment.direction, build)
         if action == "clear":
-            bandwidth = _bandwidth(variant.topology, event.link)
-            commands = self._tc(network, event.link, "both",
-                                lambda i: clear_commands(i, bandwidth), check=False)  # fmt: skip
+            commands = self._clear(network, variant, event.link)
             altered.impaired.discard(event.link)
             return commands
         if action in ("link_down", "link_up"):
-            (altered.links_down.discard if action == "link_up" else altered.links_down.add)(
-                event.link
-            )
+            if action == "link_down":
+                altered.links_down.add(event.link)
+            else:
+                altered.links_down.discard(event.link)
             network.set_link(*event.link, action == "link_up")
             state = "up" if action == "link_up" else "down"
             return [
@@ -468,8 +476,14 @@ class ExperimentRunner:
             raise DmscError(f"unknown action {action!r}")
         return []
 
+    def _clear(self, network, variant, link) -> list[Command]:
+        """Both ends back to the topology's own shaping; a missing qdisc is no error."""
+        bandwidth = _bandwidth(variant.topology, link)
+        clear = functools.partial(clear_commands, bandwidth_mbps=bandwidth)
+        return self._tc(network, link, "both", clear, check=False)
+
     def _tc(self, network, link, direction: str, build: Callable[[str], list[Command]],
-            check=True):  # fmt: skip
+            check: bool = True) -> list[Command]:  # fmt: skip
         """Run the commands of every end at once (one process per end, each end's commands in
         order): under the VM's emulation a process start takes long, and both directions
         should change together. Returns them; ``self.first_effect`` is when the first end
@@ -532,7 +546,7 @@ class ExperimentRunner:
                 continue
             with contextlib.suppress(DmscError):
                 for event in network.ask(node, "events", limit=10_000):
-                    if event.get("kind") == "fib" and event["time"] >= t0 - 1:
+                    if event.get("kind") == "fib" and event["time"] >= max(t0 - 1, since):
                         rows["fib_changes"].append(
                             {
                                 **base,
@@ -542,6 +556,7 @@ class ExperimentRunner:
                             }
                         )
                 if variant.scsc is not None:
+                    rows["policy_changes"] += _policy_change_rows(network, node, base, t0, since)
                     asked = time.time()
                     for policy in network.ask(node, "policies"):
                         rows["policies"].append(
@@ -596,6 +611,18 @@ def _stop_workload(outputs) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _policy_change_rows(network, node: str, base: dict, t0: float, since: float) -> list[dict]:
+    """The node's policy-change log from ``since`` on (Unix time): every add, modify and
+    delete, with when the forwarder took it."""
+    columns = ("change", "cookie", "ipv6_dst", "ipv6_src", "outputs")
+    return [
+        {**base, "time_s": round(change["time"] - t0, 6), "node": node,
+         **{column: change[column] for column in columns}}
+        for change in network.ask(node, "policy_changes")
+        if change["time"] >= since
+    ]  # fmt: skip
 
 
 def _scsc_rows(path: Path, base: dict, t0: float, since: float, convert) -> list[dict]:

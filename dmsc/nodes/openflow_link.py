@@ -14,6 +14,7 @@ OpenFlow port numbers are the forwarder's port indices + 1 (router links first, 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import ipaddress
@@ -43,6 +44,7 @@ from dmsc.proto.openflow import MaskedAddress
 log = logging.getLogger(__name__)
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.1, 1.0  # the SCSC is back in service within a second
 HOUSEKEEPING_S = 0.25  # counters into the agent, LSA copy check, agent timers
+KEPT_POLICY_CHANGES = 10_000  # the policy-change log kept for the admin query
 
 
 def datapath_id(node_id: str) -> int:
@@ -98,6 +100,8 @@ class OpenFlowLink:
         self._lsa_sent: bytes | None = None
         self._raw_counts: dict[tuple, tuple[int, int]] = {}  # policy key -> last count seen
         self._entry_counts: dict[int, list] = {}  # entry_id -> [packets, bytes, last_used]
+        self._table_rows: dict[tuple, dict] = {}  # what the policy table held when last loaded
+        self.policy_changes: collections.deque[dict] = collections.deque(maxlen=KEPT_POLICY_CHANGES)
         self._tx_readings: dict[str, tuple[int, float]] = {}  # port -> (tx bytes, when)
         self._tasks: list[asyncio.Task] = []
         self._server: asyncio.AbstractServer | None = None
@@ -293,6 +297,9 @@ class OpenFlowLink:
                 policies.append(policy)
         self.counters["policy_loads"] += 1
         self.forwarding.set_policies(tuple(policies))
+        rows = table_rows(self.agent.entries())
+        self.policy_changes.extend(table_changes(self._table_rows, rows, self.clock()))
+        self._table_rows = rows
 
     def _hop_of_port(self, port_no: int) -> NextHop | None:
         index = port_no - 1
@@ -404,7 +411,39 @@ class OpenFlowLink:
             now = self.clock()
             return [_entry_row(entry, now) for entry in self.agent.entries()]
 
-        return {"openflow": openflow, "policies": policies}
+        def policy_changes(_request) -> list[dict]:
+            return list(self.policy_changes)
+
+        return {"openflow": openflow, "policies": policies, "policy_changes": policy_changes}
+
+
+def table_rows(entries) -> dict[tuple, dict]:
+    """A policy table as the change log describes it, by OpenFlow's identity of an entry
+    (priority and match)."""
+    rows = {}
+    for entry in entries:
+        row = {
+            "cookie": f"{entry.cookie:#018x}",
+            "priority": entry.priority,
+            "ipv6_dst": _masked_text(entry.match.ipv6_dst),
+            "ipv6_src": _masked_text(entry.match.ipv6_src),
+            "outputs": list(entry.outputs),
+        }
+        rows[(row["priority"], row["ipv6_dst"], row["ipv6_src"])] = row
+    return rows
+
+
+def table_changes(before: dict[tuple, dict], after: dict[tuple, dict], now: float) -> list[dict]:
+    """What changed in the policy table, one row per entry: ``add``, ``modify`` (the same
+    priority and match, other actions or cookie) or ``delete`` (the row as it was)."""
+    changes = []
+    for key in sorted(before.keys() | after.keys(), key=repr):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        change = "add" if old is None else "delete" if new is None else "modify"
+        changes.append({"time": now, "change": change, **(new or old)})
+    return changes
 
 
 def _policy_key(entry: FlowEntry) -> tuple:

@@ -123,6 +123,7 @@ def test_on_a_reused_network_every_repetition_starts_from_routings_choice(tmp_pa
     assert sorted(cleared) == ["sg4", "sr2"]  # by the reset: the timeline never clears
     requests = pd.read_csv(folder / "requests.csv")
     decisions = pd.read_csv(folder / "decisions.csv")
+    changes = pd.read_csv(folder / "policy_changes.csv")
     for repetition in (0, 1):
         mine = requests[requests["repetition"] == repetition]
         before = mine[mine["sent_s"] < 4]
@@ -132,6 +133,13 @@ def test_on_a_reused_network_every_repetition_starts_from_routings_choice(tmp_pa
         assert 4 < moved["time_s"] < 8, repetition
         late = mine[mine["sent_s"] > moved["time_s"] + 1]
         assert (late["served_by"] == "pod1").mean() > 0.95, repetition
+        added = changes[(changes["repetition"] == repetition) & (changes["change"] == "add")]
+        first_adds = added.groupby("node")["time_s"].min()  # sg2 and the routers on the path
+        assert "sg2" in first_adds.index, repetition
+        assert first_adds.between(moved["time_s"], moved["time_s"] + 1).all(), repetition
+    # the reset's removals are the second repetition's first rows, before its t0
+    removed = changes[(changes["repetition"] == 1) & (changes["change"] == "delete")]
+    assert "sg2" in set(removed["node"]) and (removed["time_s"] < 0).all()
     gap = second["t0"] - first["wall_end"]  # the second's SCSC rows: none from the first
     telemetry = pd.read_csv(folder / "telemetry.csv")
     assert telemetry[telemetry["repetition"] == 1]["time_s"].min() > -gap

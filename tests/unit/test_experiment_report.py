@@ -6,10 +6,12 @@ impaired at 10 s and cleared at 14 s, both applied on time. Thresholds: max_dela
 - scsc #0: pod4 answers in 2 ms before; at 10.0 pod4 in 102 ms, 10.4 fails, pod1 in 5 ms from
   10.8 (reroute 0.8); after the clear pod1 twice, then pod4 in 2 ms. Telemetry sg2->/B/4 each
   second at x.3, 101 ms from 10.3 (detect 0.3); decision at 10.5 (decide 0.5), its policies
-  installed at 10.55 and 10.6 (install 0.6). Distractors: sg5->/B/1 without replies already at
-  9.5 (so its 10.1 sample detects nothing), sg2->/C/1 at 10.05, a decision about /C at 10.2 and
-  a /C policy at 10.7: /C is not called by the workload.
-- scsc #1: telemetry at x.5 (detect 0.5), decision 10.9, policies 10.95 and 11.0 (install 1.0);
+  installed at 10.55 and 10.6 (install 0.6; policy_changes.csv, and the same times in the final
+  tables, policies.csv), sr1's deleted at 15.5. Distractors: sg5->/B/1 without replies already
+  at 9.5 (so its 10.1 sample detects nothing), sg2->/C/1 at 10.05, a decision about /C at 10.2
+  and a /C policy at 10.7: /C is not called by the workload.
+- scsc #1: telemetry at x.5 (detect 0.5), decision 10.9, policies added at 10.95 and modified at
+  11.0 (install 1.0);
   pod4 at 10.0 and 10.4 (102 ms), 10.8 fails, pod1 from 11.2 (reroute 1.2) and after the clear.
 - routing-only #0: pod4 throughout, 102 ms during the impairment; no SCSC: no telemetry,
   decisions or policies.
@@ -138,11 +140,31 @@ def test_policies_of_the_pairs_next_decision_are_not_this_ones(tmp_path):
     assert row(report.build_summary(folder), "scsc")["install_s"] == pytest.approx(0.55)
 
 
-def test_install_is_nan_when_the_decisions_policies_are_gone(tmp_path):
+def test_install_comes_from_the_change_log_also_when_the_final_tables_lost_it(tmp_path):
     folder = copy(DELAY, tmp_path)
     edit(folder, "policies.csv", "scsc,0,sr1", "scsc,1,sr1")
     edit(folder, "policies.csv", "scsc,0,sg2", "scsc,1,sg2")
+    assert row(report.build_summary(folder), "scsc")["install_s"] == pytest.approx(0.6)
+
+
+def test_without_a_change_log_install_comes_from_the_final_tables_and_is_noted(tmp_path):
+    folder = copy(DELAY, tmp_path)
+    (folder / "policy_changes.csv").unlink()
+    run = report.load_run(folder)
+    assert run.notes == (
+        f"policy_changes.csv is missing: {report.OPTIONAL_TABLES['policy_changes']}",
+    )
+    assert row(report.build_summary(run), "scsc")["install_s"] == pytest.approx(0.6)
+    edit(folder, "policies.csv", "scsc,0,sr1", "scsc,1,sr1")
+    edit(folder, "policies.csv", "scsc,0,sg2", "scsc,1,sg2")  # replaced later: gone
     assert math.isnan(row(report.build_summary(folder), "scsc")["install_s"])
+
+
+def test_a_change_log_with_an_unknown_change_is_refused_naming_the_line(tmp_path):
+    folder = copy(DELAY, tmp_path)
+    edit(folder, "policy_changes.csv", "scsc,1,11.0,sg2,modify", "scsc,1,11.0,sg2,replace")
+    with pytest.raises(DmscError, match=r"policy_changes.csv: line 7: .*add, modify or delete"):
+        report.load_run(folder)
 
 
 def test_a_link_is_cleared_whichever_way_its_ends_are_written(tmp_path):

@@ -39,6 +39,13 @@ import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from dmsc.cli import main as dmsc_main
+from dmsc.controllers.center import (
+    LinkReading,
+    SchedulingCenter,
+    TelemetryReport,
+    decode_experimenter,
+    read_back_choices,
+)
 from dmsc.controllers.decision import (
     COOKIE_TAG_MASK,
     PolicyIntent,
@@ -47,13 +54,6 @@ from dmsc.controllers.decision import (
     policy_cookie,
 )
 from dmsc.controllers.launcher import ScscConfig, config_from_mapping, load_config
-from dmsc.controllers.scsc_app import (
-    LinkReading,
-    SchedulingCenter,
-    TelemetryReport,
-    decode_experimenter,
-    read_back_choices,
-)
 from dmsc.controllers.thresholds import ThresholdTable
 from dmsc.errors import ConfigError, DecodeError, DmscError
 from dmsc.measurement.estimators import PathQuality

@@ -14,7 +14,7 @@ from dmsc.measurement.stamp import STAMP_PORT
 from dmsc.names import name_address, name_prefix, node_address
 from dmsc.nodes.mncli import with_threshold_changes
 from dmsc.nodes.ofagent import FlowEntry
-from dmsc.nodes.openflow_link import datapath_id, policy_from_entry
+from dmsc.nodes.openflow_link import datapath_id, policy_from_entry, table_changes, table_rows
 from dmsc.nodes.probing import instances_to_probe, udp6_packet
 from dmsc.proto import dmsc_pb2
 from dmsc.proto.openflow import Instruction, MaskedAddress, Match, Output
@@ -85,6 +85,24 @@ def test_a_flow_entry_becomes_a_forwarder_policy_on_the_port_of_its_output():
     assert policy_from_entry(entry([]), hops.get).action is DROP
     # an output port with nobody behind it: not applied, the FIB decides
     assert policy_from_entry(entry([3]), hops.get) is None
+
+
+def test_policy_table_changes_are_adds_modifies_and_deletes_by_priority_and_match():
+    other = "fd64:6d73:63:1111::1/128"
+    first = table_rows([entry([2]), entry([1], dst=other)])
+    assert first[(1000, "fd64:6d73:63:92eb::1/128", "fd64:6d73:63:f145:2::/80")] == {
+        "cookie": "0x000000000000d5c0", "priority": 1000, "ipv6_dst": "fd64:6d73:63:92eb::1/128",
+        "ipv6_src": "fd64:6d73:63:f145:2::/80", "outputs": [2],
+    }  # fmt: skip
+    added = table_changes({}, first, 5.0)
+    expected = [(5.0, "add", [1]), (5.0, "add", [2])]  # in the order of their match
+    assert [(c["time"], c["change"], c["outputs"]) for c in added] == expected
+    second = table_rows([entry([3])])  # re-pointed, and the other one gone
+    changes = table_changes(first, second, 6.0)
+    assert sorted((c["change"], c["ipv6_dst"], c["outputs"]) for c in changes) == [
+        ("delete", other, [1]), ("modify", "fd64:6d73:63:92eb::1/128", [3]),
+    ]  # fmt: skip
+    assert table_changes(second, table_rows([entry([3])]), 7.0) == []
 
 
 def test_datapath_ids_are_stable_48_bit_and_distinct():

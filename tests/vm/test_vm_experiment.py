@@ -1,7 +1,8 @@
 """The SCSC in the VM (real tc netem): with the SCSC, a delay on the path to /B's nearest
 instance moves pod2's calls and the reroute time is measured, routing alone keeps them; and
-jitter beyond its limit moves them too. One repetition each (the files ask for ten; CI's budget
-allows one)."""
+jitter beyond its limit moves them too. The delay experiment runs two repetitions on its kept
+network (``reuse_network``), so the second shows the reset between them: it starts from
+routing's choice again. Jitter runs one (the files ask for ten; CI's budget allows this)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ EXPERIMENT_TIMEOUT_S = 1800  # two Figure 2 networks start under TCG in ~2.5 min
 def delay_run(vm_run, tmp_path_factory) -> dict:
     results = tmp_path_factory.mktemp("vm-delay-reroute")
     proc = vm_run(
-        ["python3", "-m", "dmsc", "run", "experiments/delay-reroute.yaml", "--repetitions", "1",
+        ["python3", "-m", "dmsc", "run", "experiments/delay-reroute.yaml", "--repetitions", "2",
          "--results", "/results", "--quiet"],
         results=results, timeout=EXPERIMENT_TIMEOUT_S,
     )  # fmt: skip
@@ -45,22 +46,35 @@ def test_the_run_completes_with_the_exact_netem_commands(delay_run):
     assert impair["commands"].str.contains("netem delay 200ms").all()
 
 
-def test_with_the_scsc_the_calls_move_and_the_reroute_is_timed(delay_run):
-    row = delay_run["summary"].loc["scsc"]
+def in_repetition(frame: pd.DataFrame, variant: str, repetition: int) -> pd.DataFrame:
+    return frame[(frame["variant"] == variant) & (frame["repetition"] == repetition)]
+
+
+@pytest.mark.parametrize("repetition", [0, 1])
+def test_with_the_scsc_the_calls_move_and_the_reroute_is_timed(delay_run, repetition):
+    summary = delay_run["summary"]
+    row = summary[summary["repetition"] == repetition].loc["scsc"]
     assert math.isfinite(row["reroute_s"]) and 0 < row["reroute_s"] < 15, row.to_dict()
     assert math.isfinite(row["decide_s"]), row.to_dict()
-    decisions = delay_run["decisions"]
-    moved = decisions[(decisions["variant"] == "scsc") & (decisions["time_s"] > 10)
-                      & (decisions["new_instance"] == "/B/1")]  # fmt: skip
+    decisions = in_repetition(delay_run["decisions"], "scsc", repetition)
+    moved = decisions[(decisions["time_s"] > 10) & (decisions["new_instance"] == "/B/1")]
     assert not moved.empty and moved["trigger"].str.contains("delay").any(), decisions
-    requests = delay_run["requests"]
-    during = requests[(requests["variant"] == "scsc") & requests["sent_s"].between(20, 29)]
+    requests = in_repetition(delay_run["requests"], "scsc", repetition)
+    before = requests[requests["sent_s"] < 10]  # the second too: the reset put routing back
+    assert (before["served_by"] == "pod4").mean() > 0.95
+    during = requests[requests["sent_s"].between(20, 29)]
     assert (during["served_by"] == "pod1").mean() > 0.8
 
 
+def test_the_kept_network_was_reset_between_the_repetitions(delay_run):
+    records = {(r["variant"], r["repetition"]): r for r in delay_run["meta"]["repetitions"]}
+    assert delay_run["meta"]["reuse_network"] is True
+    assert records[("scsc", 0)]["reset_s"] is None and records[("scsc", 1)]["reset_s"] > 0
+
+
 def test_routing_alone_keeps_the_calls_on_the_delayed_instance(delay_run):
-    row = delay_run["summary"].loc["routing-only"]
-    assert math.isnan(row["reroute_s"]), row.to_dict()
+    summary = delay_run["summary"].loc[["routing-only"]]
+    assert len(summary) == 2 and summary["reroute_s"].isna().all(), summary
     requests = delay_run["requests"]
     during = requests[(requests["variant"] == "routing-only") & requests["sent_s"].between(12, 29)]
     assert (during["served_by"] == "pod4").all()
