@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -30,7 +31,13 @@ def new_results_dir(root: Path, label: str) -> Path:
     return path
 
 
+#: Set by ``dmsc vm run`` for the guest's command: the checkout's commit as the host's git sees
+#: it. The guest cannot tell: its image has no git, and the shared checkout is not its own.
+HOST_COMMIT_ENV = "DMSC_HOST_COMMIT"
+
+
 def git_commit(repo: Path) -> str | None:
+    """HEAD of ``repo``, with ``-dirty`` if it has changes; in the VM, what the host said."""
     try:
         result = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],
@@ -40,7 +47,7 @@ def git_commit(repo: Path) -> str | None:
             timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get(HOST_COMMIT_ENV) or None
     dirty = subprocess.run(
         ["git", "-C", str(repo), "status", "--porcelain"],
         capture_output=True,

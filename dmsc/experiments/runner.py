@@ -264,13 +264,14 @@ class ExperimentRunner:
         with self._network(variant) as network:
             since = 0.0
             for repetition in range(self.experiment.repetitions):
-                reset_s = None
+                reset = {"reset_s": None, "reset_retried": []}
                 if repetition:
                     started = time.monotonic()
-                    self._reset(network, variant, f"{variant.name} #{repetition + 1}")
-                    reset_s = round(time.monotonic() - started, 3)
+                    label = f"{variant.name} #{repetition + 1}"
+                    reset["reset_retried"] = self._reset(network, variant, label)
+                    reset["reset_s"] = round(time.monotonic() - started, 3)
                 record = self._repetition(network, variant, repetition, tables, since)
-                recorded({**record, "reset_s": reset_s})
+                recorded({**record, **reset})
                 since = record["wall_end"]
 
     def _repetition(
@@ -303,27 +304,31 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ between repetitions
 
-    def _reset(self, network, variant, label: str) -> None:
+    def _reset(self, network, variant, label: str) -> list[str]:
         """Bring a kept network back to where a fresh one starts: undo what the timeline left
         changed, wait for convergence and for the SGs' probe windows to hold only probes sent
         since, then have the SCSC remove its policies and forget its choices and telemetry.
-        Checked, not assumed: every node without a policy, the SCSC without a choice."""
+        Checked, not assumed: every node without a policy, the SCSC without a choice. Returns
+        why the SCSC's reset had to be repeated, if it had (e.g. it took a pair over again)."""
         self.progress.show(f"{label}: resetting the network")
         self._restore(network, variant)
         network.wait_converged(timeout=60)
         if variant.scsc is None:
-            return
+            return []
         time.sleep(_window_span_s(variant.scsc))  # a measurement window, not a synchronisation
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        retried = []
         while True:
             network.ask(SCSC_HOST, "reset")
             asked = time.monotonic()
             while time.monotonic() - asked < RESET_RETRY_S:
                 if not (leftover := self._left_over(network, variant)):
-                    return
+                    return retried
                 time.sleep(0.2)
             if time.monotonic() > deadline:
                 raise DmscError(f"the reset left policies in place: {leftover}")
+            log.warning("%s: reset again: %s", label, leftover)
+            retried.append(leftover)
 
     def _restore(self, network, variant) -> None:
         altered = self.altered

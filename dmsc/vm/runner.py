@@ -349,7 +349,7 @@ def run(
     options.results.mkdir(parents=True, exist_ok=True)
     nonce = secrets.token_hex(8)
     with tempfile.TemporaryDirectory(prefix="dmsc-vm-job-") as job:
-        guest_argv = _guest_argv(command, checkout, Path(job))
+        guest_argv = with_host_commit(_guest_argv(command, checkout, Path(job)), checkout)
         (Path(job) / "argv").write_bytes(job_argv_bytes(guest_argv))
         spec = _spec(image, options, checkout, Path(job), nonce, "run", interactive=False)
         with open(options.results / CONSOLE_LOG, "w", encoding="utf-8") as log:
@@ -384,6 +384,15 @@ def _guest_argv(command: Sequence[str], checkout: Path, job: Path) -> list[str]:
         shutil.copyfile(path, job / path.name)
         inside = f"{GUEST_JOB}/{path.name}"
     return ["dmsc", "run", inside]
+
+
+def with_host_commit(argv: Sequence[str], checkout: Path) -> list[str]:
+    """``argv`` run with the checkout's commit in the environment (results.HOST_COMMIT_ENV),
+    so that a results folder written in the guest names the code that wrote it."""
+    from dmsc.results import HOST_COMMIT_ENV, git_commit  # pandas: only when a job starts
+
+    commit = git_commit(checkout)
+    return ["env", f"{HOST_COMMIT_ENV}={commit}", *argv] if commit else list(argv)
 
 
 def _spec(

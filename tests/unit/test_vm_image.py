@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dmsc.results import HOST_COMMIT_ENV, git_commit
 from dmsc.vm import VmError, VmImageMissing, runner
 from dmsc.vm import image as vm
 from dmsc.vm.guest import selftest
@@ -482,6 +484,18 @@ def test_an_experiment_outside_the_checkout_travels_in_the_job(tmp_path):
         runner._guest_argv([str(tmp_path / "none.yaml")], REPO, job)
 
 
+def test_the_guest_command_carries_the_hosts_commit(tmp_path, monkeypatch):
+    monkeypatch.delenv(HOST_COMMIT_ENV, raising=False)
+    argv = runner.with_host_commit(["dmsc", "run", "x.yaml"], REPO)
+    assert argv[0] == "env" and argv[2:] == ["dmsc", "run", "x.yaml"]
+    name, commit = argv[1].split("=")
+    assert name == HOST_COMMIT_ENV and commit == git_commit(REPO)
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
+    assert runner.with_host_commit(["true"], tmp_path) == ["true"]  # not a repository
+    monkeypatch.setenv(HOST_COMMIT_ENV, commit)  # as in the guest, whose git cannot answer
+    assert git_commit(tmp_path) == commit
+
+
 # --- the runner: deadlines and reaping, with fake qemu programs --------------------------
 
 
@@ -605,7 +619,8 @@ def test_run_hands_the_command_to_the_guest(tmp_path):
     with open(out, "w") as out_file:
         result = runner.run(image, ["echo", "a b"], options, checkout=REPO, out=out_file)
     assert result.status == 5
-    assert out.read_text() == "ran echo a b\n"
+    # the guest runs it with the checkout's commit in its environment, for metadata.json
+    assert out.read_text() == f"ran env {HOST_COMMIT_ENV}={git_commit(REPO)} echo a b\n"
     assert (tmp_path / "results" / runner.CONSOLE_LOG).exists()
 
 
