@@ -1,12 +1,14 @@
 """Packaging of the DMSC testbed; tool settings live in pyproject.toml."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="dmsc-testbed",
     version="0.1.0",
     description="Network-emulation testbed for DMSC (draft-li-dmsc-architecture) on Mininet",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.11",
