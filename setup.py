@@ -22,6 +22,10 @@ setup(
         # Ed25519 keys and signatures for prefix claims and SPA attestations.
         "cryptography>=42",
         "networkx>=3.2",
+        # Real-world networks (topohub:topozoo/Geant2012, ...). Exact pin: the network is part
+        # of an experiment's identity, and another topohub release may change its nodes, links
+        # or lengths, so results would no longer be reproducible from the experiment file.
+        "topohub==1.5.1",
         "PyYAML>=6.0",
         "pandas>=2.2",
         "matplotlib>=3.8",

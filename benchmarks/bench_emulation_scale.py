@@ -6,7 +6,7 @@ of every node program, then tear down. ``--compare`` also runs each topology's c
 alone (no forwarders), so the forwarder's share shows as a ratio.
 
     sudo .venv/bin/python benchmarks/bench_emulation_scale.py [--quick] [--json FILE]
-        [--topology NAME|PATH ...] [--control-plane | --compare]
+        [--topology NAME|topohub:KEY|PATH ...] [--control-plane | --compare]
 """
 
 from __future__ import annotations
@@ -25,22 +25,24 @@ from dmsc.errors import DmscError  # noqa: E402
 from dmsc.lifecycle import sigterm_unwinds  # noqa: E402
 from dmsc.nodes.emulation import EmulatedNetwork  # noqa: E402
 from dmsc.topologies.builders import build_topology  # noqa: E402
+from dmsc.topologies.zoo import is_topohub  # noqa: E402
 
-ZOO = REPO.parent / "shared" / "data" / "topology-zoo"
 QUICK = ["figure2", "ring:routers=12"]
 FULL = [
     "figure2",
     "ring:routers=24",
     "fattree:k=4",
-    str(ZOO / "Geant2012.graphml"),
-    str(ZOO / "Garr201201.graphml"),
+    "topohub:topozoo/Geant2012",
+    "topohub:topozoo/Garr201201",
     "ring:routers=100",
     "fattree:k=6",
 ]
 
 
 def parse_topology(text: str):
-    """``name`` or ``name:key=value,...`` or a GraphML path."""
+    """``name`` or ``name:key=value,...``, ``topohub:<key>`` or a GraphML path."""
+    if is_topohub(text) or text.endswith(".graphml"):
+        return build_topology(text)
     name, _, options = text.partition(":")
     parameters = {}
     for item in filter(None, options.split(",")):
@@ -104,7 +106,9 @@ def print_row(row: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--topology", action="append", help="name[:k=v,...] or GraphML path")
+    parser.add_argument(
+        "--topology", action="append", help="name[:k=v,...], topohub:<key> or a GraphML path"
+    )
     parser.add_argument(
         "--control-plane",
         action="store_true",

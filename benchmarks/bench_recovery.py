@@ -31,9 +31,9 @@ from dmsc.lifecycle import sigterm_unwinds  # noqa: E402
 from dmsc.nodes.emulation import EmulatedNetwork  # noqa: E402
 from dmsc.nodes.udpprobe import outages  # noqa: E402
 from dmsc.topologies import figure2  # noqa: E402
-from dmsc.topologies.builders import graphml  # noqa: E402
+from dmsc.topologies.builders import topohub  # noqa: E402
 
-GEANT = REPO.parent / "shared" / "data" / "topology-zoo" / "Geant2012.graphml"
+GEANT = "topozoo/Geant2012"  # from TopoHub (pinned in setup.py)
 INTERVAL = 0.002
 LEAD_IN = 1.5  # seconds of probing before the cut, so the stream is steady
 TAIL = 3.5  # seconds of probing after it
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         rows += scenario(figure2.spec(), "pod2", "/B/4", "sg2", "sg4", repetitions, folder)
-        if not args.quick and GEANT.exists():
-            spec = graphml(GEANT)
+        if not args.quick:
+            spec = topohub(GEANT)
             first, second = spec.pods[0], spec.pods[1]
             rows += scenario(
                 spec,

@@ -3,7 +3,7 @@
 Each figure is printed next to a baseline measured in the same run (the machine is noisy, so
 ratios travel better than absolute times). See benchmarks/README.md for what each figure means.
 
-    PYTHONPATH=. python -m benchmarks.bench_routing [--quick] [--json FILE] [--topology PATH]
+    PYTHONPATH=. python -m benchmarks.bench_routing [--quick] [--json FILE] [--topology SOURCE]
 
 The measuring functions (``bench_spf``, ``bench_codec``, ``bench_convergence``) return frozen
 dataclasses and print nothing; ``format_*`` turn them into text; ``main`` is the thin shell.
@@ -42,11 +42,10 @@ from dmsc.sim import DEFAULT_START, SimNetwork, network_from_graph
 from dmsc.spa.claims import AttestationVerifier, issue_attestation
 from dmsc.spa.keys import demo_private_key
 from dmsc.topologies import figure2
-from dmsc.topologies.zoo import load_graphml
+from dmsc.topologies.zoo import is_topohub, load_network
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ZOO_DIR = REPO_ROOT.parent / "shared" / "data" / "topology-zoo"
-DEFAULT_TOPOLOGY = ZOO_DIR / "Geant2012.graphml"
+#: the network of section 3: a TopoHub key (pinned in setup.py) or a GraphML file
+DEFAULT_TOPOLOGY = "topohub:topozoo/Geant2012"
 
 SPA_KEY_LABEL = "bench-spa"  # a demo key: anyone can rebuild it, which is all a benchmark needs
 ATTESTATION_VALIDITY_S = 86_400.0
@@ -70,10 +69,10 @@ class BenchConfig:
     codec_reps: int
     failures: int
     seed: int
-    topology: Path
+    topology: str  # topohub:<key> or a GraphML path
 
 
-def config_for(quick: bool, topology: Path, seed: int) -> BenchConfig:
+def config_for(quick: bool, topology: str, seed: int) -> BenchConfig:
     if quick:
         return BenchConfig((1_000,), 5, 1, 500, 5, 3, seed, topology)
     return BenchConfig((1_000, 10_000), 15, 3, 2_000, 15, 10, seed, topology)
@@ -618,13 +617,12 @@ def figure2_plan() -> dict[str, list[str]]:
     return {f"sg{i}": [f"/B/{i}", "/B"] for i in range(1, 5)}
 
 
-def load_topology(path: Path) -> nx.Graph:
-    """A Topology Zoo graph fit for the failure runs, or BenchmarkError naming the file."""
-    graph = load_graphml(path)
-    if not nx.is_connected(graph):
-        raise BenchmarkError(f"{path}: the topology is not connected")
+def load_topology(source: str) -> nx.Graph:
+    """A TopoHub network or GraphML file fit for the failure runs (ConfigError from the import,
+    e.g. not connected, or BenchmarkError), naming the source."""
+    graph = load_network(source)
     if sum(1 for _ in nx.bridges(graph)) == graph.number_of_edges():
-        raise BenchmarkError(f"{path}: every link is a bridge; no failure keeps it connected")
+        raise BenchmarkError(f"{source}: every link is a bridge; no failure keeps it connected")
     return graph
 
 
@@ -748,7 +746,7 @@ def run(config: BenchConfig, quick: bool, emit: Callable[[str], None]) -> dict:
     """Run every benchmark, handing each section's text to ``emit`` as it completes."""
     zoo, rng = load_topology(config.topology), random.Random(config.seed)  # refused up front
     emit(header(config, quick))
-    results: dict = {"config": {**dataclasses.asdict(config), "topology": str(config.topology)}}
+    results: dict = {"config": dataclasses.asdict(config)}
     emit("\n" + SPF_NOTE)
     results["spf"] = []
     for size in config.sizes:
@@ -761,7 +759,7 @@ def run(config: BenchConfig, quick: bool, emit: Callable[[str], None]) -> dict:
     emit("\n" + CONVERGENCE_NOTE)
     results["convergence"] = []
     runs = (
-        (zoo.graph.get("name", config.topology.stem), zoo, service_plan(zoo, rng)),
+        (zoo.graph.get("name", Path(config.topology).stem), zoo, service_plan(zoo, rng)),
         ("draft Figure 2 (4 SGs, 3 SRs)", figure2_graph(), figure2_plan()),
     )
     for name, graph, plan in runs:
@@ -787,10 +785,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results as JSON")
     parser.add_argument(
         "--topology",
-        type=Path,
         default=DEFAULT_TOPOLOGY,
-        metavar="PATH",
-        help=f"Topology Zoo GraphML for the convergence run ({DEFAULT_TOPOLOGY})",
+        metavar="SOURCE",
+        help="the network of the convergence run: topohub:<key> or a GraphML file "
+        f"({DEFAULT_TOPOLOGY})",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice")
     return parser.parse_args(argv)
@@ -798,10 +796,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.topology.is_file():
+    if not is_topohub(args.topology) and not Path(args.topology).is_file():
         print(
             f"bench_routing: error: topology {args.topology} not found "
-            "(give one with --topology PATH)",
+            "(give topohub:<key> or a GraphML file with --topology SOURCE)",
             file=sys.stderr,
         )
         return 2

@@ -1,11 +1,12 @@
 """SCSC decision benchmark: how ``decide()`` + ``diff()`` grow with the topology, from the
-draft's Figure 2 up to the largest Topology Zoo file.
+draft's Figure 2 up to the largest Topology Zoo network (TopoHub: Abilene, GEANT, GARR).
 
 Each round is printed next to a baseline measured in the same rounds (the machine is noisy, so
 ratios travel better than absolute times): networkx's single-source Dijkstra from every client
 SG on the same graph. See benchmarks/README.md for what each figure means.
 
-    PYTHONPATH=. python -m benchmarks.bench_scsc_decision [--quick] [--json FILE] [--zoo DIR]
+    PYTHONPATH=. python -m benchmarks.bench_scsc_decision [--quick] [--json FILE]
+        [--topology SOURCE ... | --zoo DIR]
 
 The measuring function ``bench_topology`` returns a frozen dataclass and prints nothing;
 ``format_*`` turn results into text; ``main`` is the thin shell.
@@ -45,10 +46,10 @@ from dmsc.errors import DmscError
 from dmsc.measurement.estimators import PathQuality
 from dmsc.proto import dmsc_pb2
 from dmsc.topologies import figure2
-from dmsc.topologies.zoo import DEFAULT_DELAY_S, load_graphml
+from dmsc.topologies.zoo import DEFAULT_DELAY_S, load_network
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ZOO_DIR = REPO_ROOT.parent / "shared" / "data" / "topology-zoo"
+#: the Zoo networks beside Figure 2 by default (TopoHub, pinned in setup.py): 11 to 48 nodes
+DEFAULT_ZOO = ("topohub:topozoo/Abilene", "topohub:topozoo/Geant2012", "topohub:topozoo/Garr201201")
 
 SERVICES = ("/A", "/B", "/C", "/D")  # what every client SG uses
 INSTANCES_PER_SERVICE = (2, 4)  # drawn per service, inclusive, each behind its own SG
@@ -71,16 +72,21 @@ ROUNDS = ("cold", "steady", "change")
 class BenchConfig:
     reps: int
     seed: int
-    zoo_files: tuple[Path, ...]  # beside Figure 2, smallest first
+    zoo_files: tuple[str, ...]  # beside Figure 2, smallest first: topohub:<key> or GraphML paths
 
 
-def zoo_files(directory: Path) -> list[Path]:
+def by_size(sources: Sequence[str]) -> list[str]:
+    """``sources`` (topohub:<key> or GraphML files), smallest (by node count) first."""
+    found = [(load_network(source).number_of_nodes(), i) for i, source in enumerate(sources)]
+    return [sources[i] for _, i in sorted(found)]
+
+
+def zoo_files(directory: Path) -> list[str]:
     """The GraphML files of ``directory``, smallest (by node count) first."""
-    found = [(load_graphml(p).number_of_nodes(), p) for p in sorted(directory.glob("*.graphml"))]
-    return [path for _, path in sorted(found)]
+    return by_size([str(p) for p in sorted(directory.glob("*.graphml"))])
 
 
-def config_for(quick: bool, zoo: Sequence[Path], seed: int) -> BenchConfig:
+def config_for(quick: bool, zoo: Sequence[str], seed: int) -> BenchConfig:
     if quick:
         return BenchConfig(3, seed, tuple(zoo[:1]))
     return BenchConfig(50, seed, tuple(zoo))
@@ -405,11 +411,9 @@ def bench_zoo(name: str, graph: nx.Graph, reps: int, seed: int) -> TopologyBench
     return bench_topology(name, graph, gateways, reps, seed)
 
 
-def load_zoo(path: Path) -> nx.Graph:
-    graph = load_graphml(path)
-    if not nx.is_connected(graph):
-        raise BenchmarkError(f"{path}: the topology is not connected")
-    return graph
+def load_zoo(source: str) -> nx.Graph:
+    """A TopoHub network or GraphML file; ConfigError naming it if unusable (not connected...)."""
+    return load_network(source)
 
 
 # ---------------------------------------------------------------------- report
@@ -535,29 +539,35 @@ def growth(small: TopologyBench, large: TopologyBench) -> str:
 
 
 def run(config: BenchConfig, quick: bool, emit: Callable[[str], None]) -> dict:
-    """Figure 2, then each Zoo file (smallest first), handing each block to ``emit``."""
+    """Figure 2, then each Zoo network (smallest first), handing each block to ``emit``."""
     graphs = [load_zoo(path) for path in config.zoo_files]  # refused before any timing
     emit(header(config, quick))
     emit("\n" + SETUP_NOTE + "\n")
     results = [bench_figure2(config.reps, config.seed)]
     emit(format_topology(results[0]))
-    for path, graph in zip(config.zoo_files, graphs, strict=True):
-        name = graph.graph.get("name", path.stem)
+    for source, graph in zip(config.zoo_files, graphs, strict=True):
+        name = graph.graph.get("name", Path(source).stem)
         results.append(bench_zoo(name, graph, config.reps, config.seed))
         emit(format_topology(results[-1]))
     emit("\n" + format_summary(results))
-    files = [str(path) for path in config.zoo_files]
-    return {"config": {**dataclasses.asdict(config), "zoo_files": files}, "topologies": results}
+    return {"config": dataclasses.asdict(config), "topologies": results}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="Figure 2 and the smallest Zoo file, 3 rounds"
+        "--quick", action="store_true", help="Figure 2 and the smallest Zoo network, 3 rounds"
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results as JSON")
     parser.add_argument(
-        "--zoo", type=Path, default=ZOO_DIR, metavar="DIR", help=f"GraphML files ({ZOO_DIR})"
+        "--topology",
+        action="append",
+        metavar="SOURCE",
+        help="a network beside Figure 2, topohub:<key> or a GraphML file; repeat for more "
+        f"(default: {', '.join(DEFAULT_ZOO)})",
+    )
+    parser.add_argument(
+        "--zoo", type=Path, metavar="DIR", help="instead: every GraphML file in DIR"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice")
     return parser.parse_args(argv)
@@ -565,14 +575,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.zoo.is_dir() or not any(args.zoo.glob("*.graphml")):
+    if args.zoo is not None and args.topology:
+        print("bench_scsc_decision: error: give --topology or --zoo, not both", file=sys.stderr)
+        return 2
+    if args.zoo is not None and (not args.zoo.is_dir() or not any(args.zoo.glob("*.graphml"))):
         print(
             f"bench_scsc_decision: error: no .graphml file in {args.zoo} (give one with --zoo DIR)",
             file=sys.stderr,
         )
         return 2
     try:
-        config = config_for(args.quick, zoo_files(args.zoo), args.seed)
+        if args.zoo is not None:
+            sources = zoo_files(args.zoo)
+        else:
+            sources = by_size(args.topology or list(DEFAULT_ZOO))
+        config = config_for(args.quick, sources, args.seed)
         results = run(config, args.quick, print_now)
     except (BenchmarkError, DmscError) as error:
         print(f"bench_scsc_decision: error: {error}", file=sys.stderr)

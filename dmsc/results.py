@@ -19,6 +19,7 @@ RECORDED_PACKAGES = (
     "grpcio",
     "cryptography",
     "networkx",
+    "topohub",  # the topology data set a topohub: network came from
     "pandas",
     "matplotlib",
 )

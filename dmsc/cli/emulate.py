@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--topo",
         default="figure2",
-        help=f"{', '.join(BUILT_IN)}, or a GraphML file (default figure2)",
+        help=f"{', '.join(BUILT_IN)}, topohub:KEY (e.g. topohub:topozoo/Geant2012), or a GraphML file (default figure2)",
     )
     parser.add_argument(
         "--no-forward", action="store_true", help="control plane only: no Python forwarders"

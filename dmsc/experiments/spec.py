@@ -31,10 +31,11 @@ Where docs/experiments.md leaves room, this module decides:
   them, nothing is taken down twice, and ``thresholds`` is refused while the SCSC is stopped.
 - ``correlation`` needs ``jitter_ms`` or ``loss`` (netem correlates only those); any non-null
   delay, jitter or loss, even 0, needs netem.
-- ``pods`` on a GraphML topology may put a pod behind any node: the SGs become the pods'
-  gateways. On a built-in shape a gateway must be one of its SGs. SPAs: the topology's own for
-  the SGs that remain, plus ``spaN`` for each SG with pods and no SPA.
-- ``abilene`` is the Topology Zoo's Abilene.graphml in ``../shared/data/topology-zoo``.
+- ``pods`` on an imported topology (TopoHub or GraphML) may put a pod behind any node: the SGs
+  become the pods' gateways. On a built-in shape a gateway must be one of its SGs. SPAs: the
+  topology's own for the SGs that remain, plus ``spaN`` for each SG with pods and no SPA.
+- ``topohub:<key>`` is a network of the TopoHub package (pinned in setup.py), e.g.
+  ``topohub:topozoo/Geant2012``; ``abilene`` is short for ``topohub:topozoo/Abilene``.
 - Duplicate keys in the YAML are refused (plain ``safe_load`` keeps the last one silently).
 """
 
@@ -63,10 +64,9 @@ from dmsc.routing.config import LinkStateTimers
 from dmsc.topologies import BUILT_IN
 from dmsc.topologies.builders import build_topology
 from dmsc.topologies.spec import PodSpec, TopologySpec
+from dmsc.topologies.zoo import ALIASES, TOPOHUB, is_topohub
 
-ZOO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "topology-zoo"
-ZOO_TOPOLOGIES = {"abilene": "Abilene.graphml"}
-TOPOLOGIES = (*BUILT_IN, *ZOO_TOPOLOGIES)
+TOPOLOGIES = (*BUILT_IN, *ALIASES)
 NAME = re.compile(r"[a-z0-9-]+\Z")
 NETEM_MISSING = (
     "needs tc netem, which this kernel lacks: run it in the experiment VM (dmsc vm run {file})"
@@ -262,8 +262,9 @@ class Variant:
 
     name: str
     topology: TopologySpec  # built, with the ``pods`` placement applied
-    topology_source: str  # as written: "figure2", "abilene", "zoo/Geant2012.graphml"
-    topology_file: Path | None  # the GraphML file read, absolute; None for a built-in shape
+    topology_source: str  # as written: "figure2", "abilene", "topohub:topozoo/Geant2012",
+    # "zoo/Geant2012.graphml"
+    topology_file: Path | None  # the GraphML file read, absolute; None for a built-in or TopoHub
     workload: tuple[WorkloadSpec, ...]
     scsc: ScscOptions | None  # None: routing alone
     timers: LinkStateTimers
@@ -634,7 +635,8 @@ def _resolve(
 ) -> Variant:
     spec, file = _topology(ctx, mapping.get("topology"), _at(prefix, "topology"))
     if mapping.get("pods") is not None:
-        spec = _place_pods(ctx, spec, file is not None, mapping["pods"], _at(prefix, "pods"))
+        imported = mapping["topology"] not in BUILT_IN  # TopoHub or GraphML
+        spec = _place_pods(ctx, spec, imported, mapping["pods"], _at(prefix, "pods"))
     workload = _workload(ctx, mapping.get("workload"), _at(prefix, "workload"), spec)
     scsc = _scsc(ctx, mapping.get("scsc"), _at(prefix, "scsc"), spec)
     timers = _timers(ctx, mapping.get("timers"), _at(prefix, "timers"))
@@ -743,11 +745,8 @@ def _topology(ctx: _Context, value: Any, path: str) -> tuple[TopologySpec, Path 
 
 
 def _graphml_file(ctx: _Context, source: str, path: str) -> Path | None:
-    if source in ZOO_TOPOLOGIES:
-        file = ZOO_DIR / ZOO_TOPOLOGIES[source]
-        if not file.is_file():
-            raise ctx.error(path, f"{source} is the Topology Zoo file {file}, which is missing")
-        return file
+    if is_topohub(source):
+        return None  # build_topology reads it from the topohub package
     if source.endswith(".graphml"):
         file = ctx.base_dir / source
         if not file.is_file():
@@ -758,24 +757,25 @@ def _graphml_file(ctx: _Context, source: str, path: str) -> Path | None:
     if source not in BUILT_IN:
         raise ctx.error(
             path,
-            f"unknown topology {source!r}: use a built-in ({', '.join(TOPOLOGIES)}) "
-            "or a .graphml file relative to the experiment file",
+            f"unknown topology {source!r}: use a built-in ({', '.join(TOPOLOGIES)}), "
+            f"{TOPOHUB}<key> (e.g. {TOPOHUB}topozoo/Geant2012) or a .graphml file relative to "
+            "the experiment file",
         )
     return None
 
 
 def _place_pods(
-    ctx: _Context, spec: TopologySpec, graphml: bool, value: Any, path: str
+    ctx: _Context, spec: TopologySpec, imported: bool, value: Any, path: str
 ) -> TopologySpec:
     """``spec`` with the pods of ``value`` instead of its own."""
     nodes = spec.gateways + spec.routers
-    allowed = nodes if graphml else spec.gateways
+    allowed = nodes if imported else spec.gateways
     owners: dict[str, str] = {}
     pods = tuple(
         _pod(ctx, raw, _item(path, i), spec, allowed, owners)
         for i, raw in enumerate(_list(ctx, value, path, least=1))
     )
-    gateways = tuple(dict.fromkeys(pod.gateway for pod in pods)) if graphml else spec.gateways
+    gateways = tuple(dict.fromkeys(pod.gateway for pod in pods)) if imported else spec.gateways
     spas = {spa: sg for spa, sg in spec.spas.items() if sg in gateways}
     for sg in dict.fromkeys(pod.gateway for pod in pods):
         if sg not in spas.values():

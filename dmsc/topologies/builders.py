@@ -16,7 +16,7 @@ import networkx as nx
 from dmsc.errors import ConfigError
 from dmsc.topologies import BUILT_IN, figure2
 from dmsc.topologies.spec import LinkSpec, PodSpec, TopologySpec
-from dmsc.topologies.zoo import load_graphml
+from dmsc.topologies.zoo import ALIASES, TOPOHUB, load_graphml, load_topohub
 
 
 def _pods_and_spas(gateways: list[str]) -> tuple[tuple[PodSpec, ...], dict[str, str]]:
@@ -74,19 +74,30 @@ def fat_tree(k: int = 4, pods: int = 2) -> TopologySpec:
     )
 
 
-def graphml(path: str | Path, gateways: int = 2) -> TopologySpec:
-    """A Topology Zoo network: its nodes are routers; the ``gateways`` least-connected ones
-    (then by name) are SGs with a pod each. Link costs and delays come from geography."""
-    graph = load_graphml(path)
-    _check_count("graphml: gateways", gateways, 1)
-    if not nx.is_connected(graph):
-        raise ConfigError(f"{path}: the network is not connected")
+def _imported(graph: nx.Graph, name: str, gateways: int) -> TopologySpec:
+    """An imported router graph: its nodes are routers; the ``gateways`` least-connected ones
+    (then by name) are SGs with a pod each."""
+    _check_count(f"{name}: gateways", gateways, 1)
     ranked = sorted(graph.nodes, key=lambda n: (graph.degree(n), n))
     chosen = ranked[:gateways]
     links = tuple(LinkSpec(u, v, d["cost"], d["delay_s"]) for u, v, d in graph.edges(data=True))
     pods, spas = _pods_and_spas(chosen)
     routers = tuple(n for n in graph.nodes if n not in chosen)
-    return TopologySpec(Path(path).stem.lower(), tuple(chosen), routers, links, pods, spas)
+    return TopologySpec(name, tuple(chosen), routers, links, pods, spas)
+
+
+def graphml(path: str | Path, gateways: int = 2) -> TopologySpec:
+    """A GraphML network (Topology Zoo style): its nodes are routers; the ``gateways``
+    least-connected ones (then by name) are SGs with a pod each. Link costs and delays come
+    from geography."""
+    return _imported(load_graphml(path), Path(path).stem.lower(), gateways)
+
+
+def topohub(key: str, gateways: int = 2) -> TopologySpec:
+    """A TopoHub network (``topozoo/Geant2012``, with or without ``topohub:``), as
+    :func:`graphml` places SGs and pods on it. Named after the key's last part, lowercased."""
+    graph = load_topohub(key)
+    return _imported(graph, key.rsplit("/", 1)[-1].lower(), gateways)
 
 
 BUILDERS: dict[str, Callable[..., TopologySpec]] = {
@@ -99,13 +110,18 @@ assert tuple(BUILDERS) == BUILT_IN
 
 
 def build_topology(name: str, **parameters) -> TopologySpec:
-    """A built-in topology by name, or a GraphML file by path (``*.graphml``)."""
+    """A built-in topology by name, a TopoHub network (``topohub:topozoo/Geant2012``, or an
+    alias such as ``abilene``), or a GraphML file by path (``*.graphml``)."""
+    name = ALIASES.get(name, name)
+    if name.startswith(TOPOHUB):
+        return topohub(name, **parameters)
     if name.endswith(".graphml"):
         return graphml(name, **parameters)
     builder = BUILDERS.get(name)
     if builder is None:
         raise ConfigError(
-            f"unknown topology {name!r}: use one of {sorted(BUILDERS)} or a .graphml file"
+            f"unknown topology {name!r}: use one of {sorted(BUILDERS)}, {', '.join(ALIASES)}, "
+            f"{TOPOHUB}<key> (e.g. {TOPOHUB}topozoo/Geant2012) or a .graphml file"
         )
     try:
         return builder(**parameters)

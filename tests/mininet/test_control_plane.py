@@ -7,9 +7,9 @@ import time
 
 from dmsc.proto.codec import ALL_DMSC_ROUTERS, LINK_STATE_UDP_PORT
 from dmsc.topologies import figure2
-from dmsc.topologies.builders import graphml
+from dmsc.topologies.builders import topohub
 
-ZOO = "../shared/data/topology-zoo/Abilene.graphml"
+ZOO = "topozoo/Abilene"  # from TopoHub
 
 
 def labels(network, node):
@@ -104,7 +104,7 @@ def test_malformed_signalling_is_counted_and_the_node_carries_on(emulate, tmp_pa
 
 
 def test_topology_zoo_network_converges(emulate):
-    network = emulate(graphml(ZOO), forward=False)
+    network = emulate(topohub(ZOO), forward=False)
     network.wait_converged(timeout=60)
     instances = {i for pod in network.spec.pods for i in pod.instances}
     for router in network.spec.routers:

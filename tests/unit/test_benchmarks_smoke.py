@@ -2,16 +2,14 @@
 
 import json
 import random
-from pathlib import Path
 
 import networkx as nx
 import pytest
 
 from benchmarks import bench_routing as bench
-from dmsc.topologies.zoo import load_graphml
+from dmsc.topologies.zoo import load_topohub
 
-ZOO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "topology-zoo"
-ABILENE = ZOO_DIR / "Abilene.graphml"
+ABILENE = "topohub:topozoo/Abilene"
 
 
 def assert_timing(timing: bench.Timing, reps: int) -> None:
@@ -61,9 +59,7 @@ def test_packed_updates_respect_the_datagram_limit():
 
 
 def test_convergence_after_one_link_failure_on_abilene():
-    if not ABILENE.is_file():
-        pytest.skip(f"Topology Zoo sample {ABILENE} is absent (shared data not checked out)")
-    graph = load_graphml(ABILENE)
+    graph = load_topohub(ABILENE)
     plan = bench.service_plan(graph.nodes, random.Random(2))
     result = bench.bench_convergence(graph, "Abilene", plan, failures=1, seed=2)
     assert_converged(result, trials=1)
@@ -95,6 +91,13 @@ def test_missing_topology_is_refused_before_anything_runs(tmp_path, capsys):
     missing = tmp_path / "nope.graphml"
     assert bench.main(["--quick", "--topology", str(missing)]) == 2
     assert f"topology {missing} not found" in capsys.readouterr().err
+    assert bench.main(["--quick", "--topology", "topohub:topozoo/Nope"]) == 1
+    assert "topohub:topozoo/Nope: no such network in topohub" in capsys.readouterr().err
+
+
+def test_the_default_topology_is_topohubs_geant2012():
+    assert bench.parse_args([]).topology == "topohub:topozoo/Geant2012"
+    assert bench.load_topology(bench.DEFAULT_TOPOLOGY).number_of_nodes() == 37
 
 
 def test_routes_that_never_match_the_reference_are_reported(spa):
@@ -112,13 +115,11 @@ def test_a_tree_topology_is_refused_before_anything_runs(tmp_path, capsys):
 
 
 def test_whole_run_on_tiny_sizes_is_json_serialisable(tmp_path):
-    if not ABILENE.is_file():
-        pytest.skip(f"Topology Zoo sample {ABILENE} is absent (shared data not checked out)")
     config = bench.BenchConfig((30,), 1, 1, 10, 1, 1, seed=1, topology=ABILENE)
     lines: list[str] = []
     results = bench.run(config, quick=True, emit=lines.append)
     assert [r.converged for r in results["convergence"]] == [True, True]
-    assert json.loads(json.dumps(bench.to_json(results)))["config"]["topology"] == str(ABILENE)
+    assert json.loads(json.dumps(bench.to_json(results)))["config"]["topology"] == ABILENE
     assert any("Figure 2" in line for line in lines)
 
 
@@ -161,12 +162,11 @@ def test_scsc_placement_is_seeded_and_spreads_each_service_over_distinct_sgs(scs
 
 
 def test_scsc_quick_run_writes_json(scsc, tmp_path, capsys):
-    if not ABILENE.is_file():
-        pytest.skip(f"Topology Zoo sample {ABILENE} is absent (shared data not checked out)")
     out = tmp_path / "scsc.json"
-    assert scsc.main(["--quick", "--json", str(out), "--zoo", str(ZOO_DIR)]) == 0
+    assert scsc.main(["--quick", "--json", str(out)]) == 0  # default: TopoHub's Zoo networks
     data = json.loads(out.read_text())
     assert [t["nodes"] for t in data["topologies"]] == [7, 11]  # Figure 2, then Abilene
+    assert data["config"]["zoo_files"] == [ABILENE]
     assert set(data["topologies"][1]["rounds"]) == {"cold", "steady", "change"}
     assert "Summary" in capsys.readouterr().out
 
@@ -174,3 +174,11 @@ def test_scsc_quick_run_writes_json(scsc, tmp_path, capsys):
 def test_scsc_bench_without_zoo_files_is_refused(scsc, tmp_path, capsys):
     assert scsc.main(["--quick", "--zoo", str(tmp_path)]) == 2
     assert f"no .graphml file in {tmp_path}" in capsys.readouterr().err
+
+
+def test_scsc_bench_sorts_the_given_networks_by_size(scsc, tmp_path):
+    tree = tmp_path / "ring.graphml"
+    nx.write_graphml(nx.cycle_graph(5), tree)
+    sources = ["topohub:topozoo/Geant2012", str(tree), ABILENE]
+    assert scsc.by_size(sources) == [str(tree), ABILENE, "topohub:topozoo/Geant2012"]
+    assert scsc.zoo_files(tmp_path) == [str(tree)]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import shutil
 from pathlib import Path
 
+import networkx as nx
 import pytest
+import topohub
 
 from dmsc.errors import ConfigError
 from dmsc.experiments import (
@@ -25,9 +26,19 @@ from dmsc.routing.config import LinkStateTimers
 
 SHIPPED = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
 
-ZOO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "topology-zoo"
-ABILENE = ZOO / "Abilene.graphml"
-needs_zoo = pytest.mark.skipif(not ABILENE.is_file(), reason=f"{ABILENE} is absent")
+
+def write_abilene_graphml(path: Path) -> Path:
+    """TopoHub's Abilene as a Topology Zoo style GraphML file (label, Latitude, Longitude)."""
+    data = topohub.get("topozoo/Abilene")
+    graph = nx.Graph(Network="Abilene")
+    for node in data["nodes"]:
+        lon, lat = node["pos"]
+        graph.add_node(node["id"], label=node["name"], Latitude=lat, Longitude=lon)
+    graph.add_edges_from((e["source"], e["target"]) for e in data["edges"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nx.write_graphml(graph, path)
+    return path
+
 
 FULL = """\
 name: delay-reroute
@@ -241,10 +252,8 @@ def test_lists_replace_and_a_variant_can_change_the_topology():
     assert ring.timeline[0].link == ("sr1", "sr2") and ring.scsc is not None
 
 
-@needs_zoo
 def test_graphml_relative_to_the_file_and_pods_behind_any_of_its_nodes(tmp_path):
-    (tmp_path / "zoo").mkdir()
-    shutil.copy(ABILENE, tmp_path / "zoo" / "Abilene.graphml")
+    write_abilene_graphml(tmp_path / "zoo" / "Abilene.graphml")
     named = load(build(topology="abilene"))
     pods = [
         {"name": "east", "gateway": "NewYork", "instances": ["/B/1"]},
@@ -264,7 +273,31 @@ def test_graphml_relative_to_the_file_and_pods_behind_any_of_its_nodes(tmp_path)
     assert spec.gateways == ("NewYork", "Seattle", "Chicago")
     assert len(spec.gateways) + len(spec.routers) == 11
     assert sorted(spec.spas.values()) == sorted(spec.gateways)
-    assert named.topology_file == ABILENE and named.topology.name == "abilene"
+    assert named.topology_file is None and named.topology.name == "abilene"
+    assert named.topology == load(build(topology="topohub:topozoo/Abilene")).topology
+    # the GraphML copy has the same nodes and links (lengths: great circles, not TopoHub's)
+    assert {frozenset((link.a, link.b)) for link in named.topology.links} == {
+        frozenset((link.a, link.b)) for link in spec.links
+    }
+
+
+def test_a_topohub_network_takes_pods_behind_any_node_and_names_its_links():
+    pods = [
+        {"name": "fi", "gateway": "FI", "instances": ["/B/1"]},
+        {"name": "pt", "gateway": "PT", "instances": ["/B/2"]},
+    ]
+    data = build(
+        topology="topohub:topozoo/Geant2012",
+        pods=pods,
+        workload=[{"client": "fi", "service": "/B"}],
+        timeline=[{"at": 1, "action": "link_down", "link": ["DK", "DE"]}],
+    )
+    experiment = load(data)
+    assert experiment.topology_source == "topohub:topozoo/Geant2012"
+    assert experiment.topology_file is None and experiment.topology.gateways == ("FI", "PT")
+    assert len(experiment.topology.gateways) + len(experiment.topology.routers) == 37
+    data["timeline"][0]["link"] = ["DK", "XX"]
+    assert "timeline[0].link: XX is not a node of geant2012" in refused(data)
 
 
 def test_pods_override_adds_an_spa_for_an_sg_without_one():
@@ -387,9 +420,8 @@ def test_unreadable_and_malformed_files(tmp_path):
     assert refused([1, 2]) == "delay.yaml: expected a mapping, got a list"
 
 
-@needs_zoo
 def test_a_graphml_path_is_relative_to_the_experiment_file(tmp_path):
-    shutil.copy(ABILENE, tmp_path / "Abilene.graphml")
+    write_abilene_graphml(tmp_path / "Abilene.graphml")
     assert load(build(topology="Abilene.graphml"), base_dir=tmp_path).topology.name == "abilene"
     assert refused(build(topology="zoo/Abilene.graphml"), base_dir=tmp_path) == (
         "delay.yaml: topology: no GraphML file zoo/Abilene.graphml "
@@ -442,7 +474,13 @@ CASES = [
     (
         {"topology": "figure3"},
         "topology: unknown topology 'figure3': use a built-in (figure2, linear, ring, fattree, "
-        "abilene) or a .graphml file relative to the experiment file",
+        "abilene), topohub:<key> (e.g. topohub:topozoo/Geant2012) or a .graphml file relative "
+        "to the experiment file",
+    ),
+    (
+        {"topology": "topohub:topozoo/geant2012"},
+        "topology: topohub:topozoo/geant2012: no such network in topohub 1.5.1; did you mean "
+        "topohub:topozoo/Geant2012, topohub:topozoo/Geant2010, topohub:topozoo/Geant2001?",
     ),
     (
         {"topology": "zoo/none.graphml"},

@@ -1,5 +1,5 @@
 import dataclasses
-from pathlib import Path
+import math
 
 import networkx as nx
 import pytest
@@ -9,9 +9,7 @@ from dmsc.nodes.mncli import substitute_names
 from dmsc.topologies import figure2
 from dmsc.topologies.builders import build_topology, fat_tree, linear, ring
 from dmsc.topologies.spec import LinkSpec, PodSpec, TopologySpec
-from dmsc.topologies.zoo import great_circle_km, load_graphml
-
-ZOO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "topology-zoo"
+from dmsc.topologies.zoo import DEFAULT_DELAY_S, great_circle_km, load_graphml
 
 
 def test_figure2_survives_any_core_link_failure():
@@ -42,14 +40,71 @@ def test_fat_tree_degrees():
     assert {graph.degree(n) for n in graph if n.startswith("e")} == {2}
 
 
-@pytest.mark.skipif(not ZOO.exists(), reason=f"Topology Zoo samples not found at {ZOO}")
-def test_graphml_import_records_distance_delay_and_cost():
-    graph = load_graphml(ZOO / "Geant2012.graphml")
-    assert graph.number_of_nodes() == 40 and nx.is_connected(graph)
-    for _, _, data in graph.edges(data=True):
-        assert data["cost"] >= 1 and data["delay_s"] > 0
-    spec = build_topology(str(ZOO / "Abilene.graphml"))
-    assert len(spec.gateways) == 2 and len(spec.pods) == 2
+GRAPHML = """<?xml version="1.0" encoding="utf-8"?>
+<graphml xmlns="http://graphml.graphdrawing.org/xmlns">
+  <key attr.name="Network" attr.type="string" for="graph" id="g0" />
+  <key attr.name="label" attr.type="string" for="node" id="d0" />
+  <key attr.name="Latitude" attr.type="double" for="node" id="d1" />
+  <key attr.name="Longitude" attr.type="double" for="node" id="d2" />
+  <graph edgedefault="undirected">
+    <data key="g0">Tiny</data>
+    <node id="0"><data key="d0">Amsterdam</data>
+      <data key="d1">52.37</data><data key="d2">4.89</data></node>
+    <node id="1"><data key="d0">Paris</data>
+      <data key="d1">48.86</data><data key="d2">2.35</data></node>
+    <node id="2"><data key="d0">Paris</data>
+      <data key="d1">48.85</data><data key="d2">2.36</data></node>
+    <node id="3"><data key="d0">New York</data></node>
+    <node id="4"><data key="d0">2nd site</data>
+      <data key="d1">50.85</data><data key="d2">4.35</data></node>
+    <edge source="0" target="1" />
+    <edge source="0" target="1" />
+    <edge source="1" target="2" />
+    <edge source="2" target="3" />
+    <edge source="3" target="3" />
+    <edge source="4" target="0" />
+  </graph>
+</graphml>
+"""
+
+
+def test_graphml_import_records_distance_delay_and_cost(tmp_path, caplog):
+    path = tmp_path / "Tiny.graphml"
+    path.write_text(GRAPHML)
+    graph = load_graphml(path)
+    # labels made safe and short, a duplicate numbered (loudly), a digit first prefixed
+    assert sorted(graph) == ["Amsterda", "NewYork", "Paris", "Paris2", "n2ndsite"]
+    assert graph.graph["renamed"] == {"Paris2": "Paris"}
+    assert f"{path}: node 2 labelled 'Paris' is called Paris2 (Paris is taken)" in caplog.text
+    assert graph.graph["name"] == "Tiny" and graph.nodes["NewYork"]["label"] == "New York"
+    assert graph.number_of_edges() == 4  # the parallel edge collapsed, the self-loop dropped
+    km = great_circle_km(52.37, 4.89, 48.86, 2.35)
+    ams_par = graph["Amsterda"]["Paris"]
+    assert ams_par["distance_km"] == pytest.approx(km)
+    assert ams_par["delay_s"] == pytest.approx(km / 200_000)
+    assert ams_par["cost"] == math.ceil(km / 200_000 / 100e-6)
+    assert graph["Paris2"]["NewYork"] == {  # New York has no position: the default delay
+        "distance_km": None,
+        "delay_s": DEFAULT_DELAY_S,
+        "cost": 10,
+    }
+    spec = build_topology(str(path))
+    assert spec.name == "tiny" and spec.gateways == ("NewYork", "n2ndsite")
+    assert len(spec.pods) == 2 and {link.cost for link in spec.links} >= {1, 10}
+
+
+def test_a_disconnected_graphml_file_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "split.graphml"
+    nx.write_graphml(nx.Graph([("a", "b"), ("c", "d"), ("d", "e")]), path)
+    with pytest.raises(ConfigError) as caught:
+        build_topology(str(path))
+    assert str(caught.value) == (
+        f"{path}: the network is not connected (2 parts; a, b cannot reach c)"
+    )
+    bad = tmp_path / "bad.graphml"
+    bad.write_text("<graphml>")
+    with pytest.raises(ConfigError, match=f"{bad}: cannot read GraphML"):
+        load_graphml(bad)
 
 
 def test_great_circle_distance():
