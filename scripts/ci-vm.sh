@@ -5,9 +5,9 @@
 #
 # Idempotent: `dmsc vm build` reuses the cached image (/var/cache/dmsc-vm, or $DMSC_VM_CACHE)
 # unless one of its inputs changed, and a build that fails leaves no image behind. Needs root
-# (debootstrap, chroot); installs the host tools it lacks from Debian's packages. Fails loudly:
-# any failed step stops the script with a non-zero status, and the VM tests are not allowed
-# to skip for want of an image.
+# (debootstrap, chroot) and the host tools, which `./testbed setup` installs (they are in
+# debian-packages.txt). Fails loudly: any failed step stops the script with a non-zero status,
+# and the VM tests are not allowed to skip for want of an image.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,16 +15,15 @@ PYTHON=${PYTHON:-python3}
 
 say() { printf 'ci-vm: %s\n' "$*" >&2; }
 
-install_host_tools() {
+check_host_tools() {  # installed by ./testbed setup (debian-packages.txt), not here
     local -a missing=()
-    command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
-    command -v debootstrap >/dev/null || missing+=(debootstrap)
-    command -v mke2fs >/dev/null || missing+=(e2fsprogs)
-    command -v dpkg-deb >/dev/null || missing+=(dpkg)
+    command -v qemu-system-x86_64 >/dev/null || missing+=("qemu-system-x86_64 (qemu-system-x86)")
+    command -v debootstrap >/dev/null || missing+=("debootstrap (debootstrap)")
+    command -v mke2fs >/dev/null || missing+=("mke2fs (e2fsprogs)")
+    command -v dpkg-deb >/dev/null || missing+=("dpkg-deb (dpkg)")
     if ((${#missing[@]})); then
-        say "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        say "missing host tools: ${missing[*]}; run ./testbed setup (as root) to install them"
+        exit 1
     fi
 }
 
@@ -33,7 +32,7 @@ main() {
         say "must run as root (debootstrap and chroot build the image)"
         exit 1
     fi
-    install_host_tools
+    check_host_tools
     say "building or reusing the image"
     "$PYTHON" -m dmsc.cli.vm build
     "$PYTHON" -m dmsc.cli.vm info

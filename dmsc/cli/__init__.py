@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import sys
 
 from dmsc import __version__
@@ -45,9 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     except DmscError as error:
         print(f"dmsc {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except FileNotFoundError as error:  # a program the set-up should have installed
+        print(f"dmsc {args.command}: error: {missing_file_message(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"dmsc {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def missing_file_message(error: FileNotFoundError) -> str:
+    """What to tell a user when a program or a file is not there."""
+    name = str(error.filename or "")
+    if name and "/" not in name and shutil.which(name) is None:
+        return f"the program {name!r} is not installed; run ./testbed setup (as root)"
+    return f"{name or error}: no such file or directory"
 
 
 if __name__ == "__main__":

@@ -39,6 +39,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--variants", help="run only these variants (comma-separated names)")
     parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a first figure fast: one repetition per variant (no spread across repetitions, "
+        "so not for a paper; the same as --repetitions 1)",
+    )
+    parser.add_argument(
         "--vm",
         choices=("auto", "never"),
         default="never",
@@ -53,8 +59,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmsc.errors import DmscError
     from dmsc.experiments.spec import describe, load_experiment
 
+    if args.quick:
+        if args.repetitions not in (None, 1):
+            raise DmscError("--quick is one repetition per variant; drop --repetitions")
+        args.repetitions = 1
     if args.vm == "auto" and not args.check and needs_vm(args.experiment):
         return run_in_vm(args)
     experiment = narrowed(load_experiment(args.experiment), args.repetitions, args.variants)
@@ -119,16 +130,20 @@ def run_in_vm(args: argparse.Namespace) -> int:
     import sys
 
     from dmsc.errors import DmscError
-    from dmsc.vm.image import project_root
+    from dmsc.lifecycle import sigterm_unwinds
+    from dmsc.vm import image
 
-    root = project_root()
+    root = image.project_root()
     path = args.experiment.resolve()
     if not path.is_relative_to(root):
         raise DmscError(f"{args.experiment}: with --vm auto the file must be inside {root}")
     print(f"{args.experiment} needs tc netem, which this kernel lacks: running it in the VM")
     args.results.mkdir(parents=True, exist_ok=True)
+    print("== the experiment VM: built once (about 10 min), then reused from its cache ==")
+    with sigterm_unwinds():  # in this process, so a failed build is one DmscError, not a trace
+        image.build(image.default_cache_dir())
+    print("== the experiment, in the VM (booting it takes about 1 min) ==", flush=True)
     dmsc = [sys.executable, "-m", "dmsc"]
-    subprocess.run([*dmsc, "vm", "build"], check=True)
     inner = ["python3", "-m", "dmsc", "run", str(path.relative_to(root)), "--results",
              "/results"]  # fmt: skip
     inner += ["--repetitions", str(args.repetitions)] if args.repetitions else []
@@ -136,8 +151,6 @@ def run_in_vm(args: argparse.Namespace) -> int:
     inner += ["--quiet"] if args.quiet else []
     command = [*dmsc, "vm", "run", "--results", str(args.results), "--timeout",
                str(args.vm_timeout), "--", *inner]  # fmt: skip
-    from dmsc.lifecycle import sigterm_unwinds
-
     with sigterm_unwinds(), subprocess.Popen(command) as vm:
         try:
             return vm.wait()

@@ -143,28 +143,50 @@ def _cell(value):
 
 @dataclass
 class Progress:
-    """One line on stderr, rewritten: where the run is (repetitions and timeline)."""
+    """One line on stderr, rewritten: where the run is (repetitions and timeline), how long it
+    has taken and, once a repetition is done, about how long the rest will take."""
 
     total: int
     done: int = 0
     enabled: bool = True
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    started: float | None = field(default=None, repr=False)
     last: str = field(default="", repr=False)
 
     def show(self, text: str) -> None:
         if not self.enabled:
             return
-        width = 20
-        filled = width * self.done // max(1, self.total)
-        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {text}"
+        line = "\r" + self.line(text)
         if line == self.last:
             return
         sys.stderr.write(line.ljust(len(self.last)))
         sys.stderr.flush()
         self.last = line
 
+    def line(self, text: str) -> str:
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        width = 20
+        filled = width * self.done // max(1, self.total)
+        bar = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+        return f"{bar} {_minutes(now - self.started)}{self.estimate(now)} {text}"
+
+    def estimate(self, now: float) -> str:
+        """The time left, from the mean time per repetition so far (none before the first)."""
+        if self.done == 0 or self.started is None or self.done >= self.total:
+            return ""
+        per_repetition = (now - self.started) / self.done
+        return f", ~{_minutes(per_repetition * (self.total - self.done))} left"
+
     def finish(self) -> None:
         if self.enabled and self.last:
             sys.stderr.write("\n")
+
+
+def _minutes(seconds: float) -> str:
+    whole = max(0, int(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 class ExperimentRunner:
@@ -675,6 +697,7 @@ def _bandwidth(topology, link) -> float | None:
 def _variant_metadata(variant) -> dict:
     scsc = None if variant.scsc is None else asdict(variant.scsc)
     return {
+        "topology": variant.topology_source,
         "scsc": scsc,
         "timers": asdict(variant.timers),
         "workload": [asdict(w) for w in variant.workload],

@@ -729,8 +729,8 @@ class BuildContext:
 def check_host_tools() -> None:
     missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
     if missing:
-        packages = " ".join(sorted({HOST_TOOLS[tool] for tool in missing}))
-        raise VmBuildError(f"missing host tools: {', '.join(missing)} (apt-get install {packages})")
+        named = ", ".join(f"{tool} (Debian package {HOST_TOOLS[tool]})" for tool in missing)
+        raise VmBuildError(f"missing host tools: {named}; run ./testbed setup (as root)")
     if os.geteuid() != 0:
         raise VmBuildError("building the image needs root (debootstrap, chroot): use sudo")
 

@@ -418,7 +418,10 @@ def _spec(
 
 def check_qemu(options: VmOptions) -> None:
     if shutil.which(options.qemu) is None:
-        raise VmError(f"{options.qemu} not found (apt-get install qemu-system-x86)")
+        raise VmError(
+            f"{options.qemu} not found (Debian package qemu-system-x86); run ./testbed setup "
+            "(as root)"
+        )
     if options.accel == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
         raise VmError("--accel kvm needs a usable /dev/kvm; use --accel tcg")
 

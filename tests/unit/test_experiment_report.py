@@ -429,3 +429,18 @@ def test_the_cli_exits_2_and_writes_or_deletes_nothing_on_bad_input(tmp_path, ca
     error = capsys.readouterr().err
     assert f"dmsc report: error: {bad / 'requests.csv'}: line 122: 3 fields" in error
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_progress_estimates_the_rest_from_the_repetitions_done():
+    from dmsc.experiments.runner import Progress
+
+    now = [100.0]
+    progress = Progress(total=4, clock=lambda: now[0])
+    assert progress.line("converging") == "[....................] 0/4 0:00 converging"
+    now[0] += 90.0
+    progress.done = 1
+    # 90 s per repetition so far, three to go
+    assert progress.line("timeline 5/30 s") == "[#####...............] 1/4 1:30, ~4:30 left timeline 5/30 s"
+    now[0] += 270.0
+    progress.done = 4
+    assert progress.line("writing the report") == "[####################] 4/4 6:00 writing the report"
