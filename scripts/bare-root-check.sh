@@ -39,7 +39,7 @@ cleanup() {
     for ((index = ${#MOUNTS[@]} - 1; index >= 0; index--)); do
         umount -R "${MOUNTS[index]}" 2>/dev/null || umount -lR "${MOUNTS[index]}" || true
     done
-    if [ -n "$ROOT" ] && ! grep -q " $ROOT/" /proc/self/mounts; then
+    if [ -n "$ROOT" ] && ! grep -qE " $ROOT[/ ]" /proc/self/mounts; then
         rm -rf --one-file-system "$ROOT"
     elif [ -n "$ROOT" ]; then
         say "left $ROOT: something is still mounted in it"
@@ -74,6 +74,7 @@ make_root() {
 inherit_network_configuration() {
     cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
     cp -a /etc/apt/sources.list.d/. "$ROOT/etc/apt/sources.list.d/"
+    rm -f "$ROOT/etc/apt/sources.list"  # debootstrap's; the machine's own sources replace it
     [ -f /etc/apt/sources.list ] && cp /etc/apt/sources.list "$ROOT/etc/apt/sources.list"
     # apt options that concern reaching the mirror (not Docker's "clean after install")
     find /etc/apt/apt.conf.d -maxdepth 1 -type f ! -name 'docker-*' -exec \
@@ -87,6 +88,10 @@ inherit_network_configuration() {
 }
 
 mount_system() {
+    # the root a mount point of its own, as / is on a machine: `ip netns exec` and `ip -n`
+    # make / a recursive slave, which fails on a plain directory
+    mount --bind "$ROOT" "$ROOT"
+    MOUNTS+=("$ROOT")
     bind /proc /proc
     bind /sys /sys
     bind /dev /dev
