@@ -113,11 +113,19 @@ inside() {  # run a command in the clone inside the root, with the machine's pip
         esac
     done
     say "\$ $*"
-    chroot "$ROOT" /usr/bin/env -i "${environment[@]}" /bin/bash -c "cd $SRC && $*"
+    # A mount namespace whose root is the root, as a machine's is: Mininet's `mnexec -a` enters
+    # a host's mount namespace with setns(), which resets a process's root to that namespace's
+    # root, so a plain chroot would send every node program back to this machine's /.
+    unshare --mount --propagation private /bin/sh -ec '
+        cd "$1" && shift
+        mkdir -p .machine-root && pivot_root . .machine-root
+        umount -l /.machine-root && rmdir /.machine-root
+        exec chroot / "$@"' pivot "$ROOT" \
+        /usr/bin/env -i "${environment[@]}" /bin/bash -c "cd $SRC && $*"
 }
 
 main() {
-    [ "$(id -u)" = 0 ] || { say "must run as root (debootstrap, chroot, mounts)"; exit 1; }
+    [ "$(id -u)" = 0 ] || { say "must run as root (debootstrap, mount namespaces, mounts)"; exit 1; }
     [ "${1:-}" = "--main" ] && RUN_MAIN=1
     command -v debootstrap >/dev/null || { say "debootstrap is missing: run ./testbed setup"; exit 1; }
     STARTED=$(date +%s)
