@@ -139,7 +139,7 @@ def run_in_vm(args: argparse.Namespace) -> int:
         raise DmscError(f"{args.experiment}: with --vm auto the file must be inside {root}")
     print(f"{args.experiment} needs tc netem, which this kernel lacks: running it in the VM")
     args.results.mkdir(parents=True, exist_ok=True)
-    print("== the experiment VM: built once (about 10 min), then reused from its cache ==")
+    print("== the experiment VM: built once (1-5 min), then reused from its cache ==")
     with sigterm_unwinds():  # in this process, so a failed build is one DmscError, not a trace
         image.build(image.default_cache_dir())
     print("== the experiment, in the VM (booting it takes about 1 min) ==", flush=True)
