@@ -577,11 +577,19 @@ def link_trial(
 
 
 def bench_convergence(
-    graph: nx.Graph, name: str, plan: Mapping[str, list[str]], failures: int, seed: int
+    graph: nx.Graph,
+    name: str,
+    plan: Mapping[str, list[str]],
+    failures: int,
+    seed: int,
+    secure: bool = True,
 ) -> ConvergenceBench:
-    """Cold start, then fail and restore ``failures`` links one at a time, default timers."""
+    """Cold start, then fail and restore ``failures`` links one at a time, default timers;
+    ``secure`` False runs the protocol open (no signatures, no HMAC): a baseline only."""
     wall_start = time.perf_counter()
-    network = network_from_graph(graph, verifier_for(spa_key()), LinkStateTimers(), seed=seed)
+    network = network_from_graph(
+        graph, verifier_for(spa_key()), LinkStateTimers(), seed=seed, secure=secure
+    )
     start = network.now
     announced = announce(network, plan)
     initial = wait_settled(network, announced, CONVERGENCE_TIMEOUT_S) - start

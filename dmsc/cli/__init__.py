@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "cli",
     "names",
     "spa",
+    "keys",
     "capture",
     "clean",
     "vm",

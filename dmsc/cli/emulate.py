@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from dmsc.errors import DmscError
 from dmsc.lifecycle import sigterm_unwinds
@@ -21,7 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--topo",
         default="figure2",
-        help=f"{', '.join(BUILT_IN)}, topohub:KEY (e.g. topohub:topozoo/Geant2012), or a GraphML file (default figure2)",
+        help=f"{', '.join(BUILT_IN)}, topohub:KEY (e.g. topohub:topozoo/Geant2012), "
+        "or a GraphML file (default figure2)",
     )
     parser.add_argument(
         "--no-forward", action="store_true", help="control plane only: no Python forwarders"
@@ -35,6 +37,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--thresholds", metavar="FILE", help="with --scsc: a YAML file of thresholds"
     )
+    parser.add_argument(
+        "--keys", type=Path, metavar="DIR",
+        help="the keys of routers, SPAs and pods from DIR (dmsc keys init); missing ones are "
+        "created there (default: fresh random keys for this run)",
+    )  # fmt: skip
     parser.add_argument("--script", help="run CLI commands from this file instead of a prompt")
     parser.set_defaults(func=run)
 
@@ -55,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     )
     with (
         sigterm_unwinds(),
-        EmulatedNetwork(spec, forward=not args.no_forward, scsc=scsc) as network,
+        EmulatedNetwork(
+            spec, forward=not args.no_forward, scsc=scsc, keys_dir=args.keys
+        ) as network,
     ):
         waited = network.wait_converged(timeout=60)
         print(

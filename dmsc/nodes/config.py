@@ -40,6 +40,11 @@ class RouterConfig:
     interfaces: tuple[RouterInterface, ...]
     admin_socket: str
     trust_anchors: tuple[str, ...]  # SPA public keys (base64), every node holds them
+    # --- enrolment in the routing domain (docs/security.md): no router runs without it
+    router_key_file: str = ""  # this router's Ed25519 private key (PEM)
+    certificate_file: str = ""  # its certificate from the domain's trust anchor
+    link_key_file: str = ""  # the link key: HMAC on every type 2 packet
+    routing_anchors: tuple[str, ...] = ()  # the domain's trust anchors (base64 public keys)
     timers: dict = field(default_factory=dict)
     pod_interfaces: tuple[str, ...] = ()  # SG only: one link per pod
     spa_target: str = ""  # SG only: gRPC target of its SPA
@@ -72,6 +77,12 @@ class RouterConfig:
                     "telemetry_interval_ms"):  # fmt: skip
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{where}: {key} must be > 0, not {getattr(self, key)}")
+        for key in ("router_key_file", "certificate_file", "link_key_file", "routing_anchors"):
+            if not getattr(self, key):
+                raise ConfigError(
+                    f"{where}: {key} is missing; a router speaks only once enrolled in its "
+                    "routing domain (dmsc keys init DIR makes the keys; see docs/security.md)"
+                )
         if self.role not in ("sg", "sr"):
             raise ConfigError(f"node {self.node_id}: role must be 'sg' or 'sr', not {self.role!r}")
         if self.pod_interfaces and not self.spa_target:

@@ -37,8 +37,14 @@ from dmsc.nodes.config import (
     RouterInterface,
 )
 from dmsc.routing import LinkStateTimers
+from dmsc.routing.domain import RoutingDomain
 from dmsc.sim.reference import directed, expected_routes_on, routes_from_fib_rows
-from dmsc.spa.keys import demo_private_key, public_key_to_text, save_private_key
+from dmsc.spa.keys import (
+    generate_private_key,
+    load_private_key,
+    public_key_to_text,
+    save_private_key,
+)
 from dmsc.spa.policy import PodIdentity, SpaPolicy, dump_policy
 from dmsc.topologies.spec import TopologySpec
 
@@ -130,6 +136,10 @@ class EmulatedNetwork:
     #: suits a host; under software emulation (the VM's TCG) every start is ~5x slower.
     ready_timeout_s: float = 20.0
     scsc: ScscOptions | None = None  # None: no SCSC, routing alone
+    #: Where the keys live: the routing domain's (operator, link, routers), the SPAs' and the
+    #: pods'. None: fresh random keys for this run, in the run directory. A directory a user
+    #: gives keeps the keys it holds; the missing ones are created there (docs/security.md).
+    keys_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.net = None
@@ -163,6 +173,7 @@ class EmulatedNetwork:
             self._cleanups.append(lambda: shutil.rmtree(self.run_dir, ignore_errors=True))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._cleanups.append(lambda: shutil.rmtree(self.run_dir / "sock", ignore_errors=True))
+        self._make_keys()
         self._build_hosts_and_links()
         self._write_state()
         self._start_spas()
@@ -294,6 +305,27 @@ class EmulatedNetwork:
                 program.process.kill()
                 program.process.wait()
 
+    def _make_keys(self) -> None:
+        """Enrol every router and give every SPA and pod a key, before anything starts."""
+        keys = self.keys_dir or self.run_dir / "keys"
+        keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.domain = RoutingDomain.open_directory(keys)
+        now = time.time()
+        for name in (*self.spec.gateways, *self.spec.routers):
+            role = "sg" if name in self.spec.gateways else "sr"
+            self.domain.write_router(keys, name, role, now)
+        for name in (*self.spec.spas, *(pod.name for pod in self.spec.pods)):
+            if not (keys / f"{name}.key").exists():
+                save_private_key(generate_private_key(), keys / f"{name}.key")
+        self.keys = keys
+
+    def key_path(self, name: str) -> Path:
+        """The private key of router, SPA or pod ``name``."""
+        return self.keys / f"{name}.key"
+
+    def public_key_text(self, name: str) -> str:
+        return public_key_to_text(load_private_key(self.key_path(name)).public_key())
+
     def _config_path(self, name: str) -> Path:
         return self.run_dir / f"{name}.json"
 
@@ -302,8 +334,7 @@ class EmulatedNetwork:
 
     def _start_spas(self) -> None:
         for spa, sg in self.spec.spas.items():
-            key_path = self.run_dir / f"{spa}.key"
-            save_private_key(demo_private_key(spa), key_path)
+            key_path = self.key_path(spa)
             policy_path = self.run_dir / f"{spa}-policy.yaml"
             policy_path.write_text(json.dumps(dump_policy(self._policy_for(sg))))
             command = [
@@ -364,7 +395,9 @@ class EmulatedNetwork:
         pods = [p for p in self.spec.pods if p.gateway == sg]
         return SpaPolicy(
             {
-                p.name: PodIdentity(p.name, demo_private_key(p.name).public_key(), p.prefixes)
+                p.name: PodIdentity(
+                    p.name, load_private_key(self.key_path(p.name)).public_key(), p.prefixes
+                )
                 for p in pods
             }
         )
@@ -375,9 +408,7 @@ class EmulatedNetwork:
         return str(port) in output
 
     def _start_routers(self) -> None:
-        anchors = tuple(
-            public_key_to_text(demo_private_key(spa).public_key()) for spa in self.spec.spas
-        )
+        anchors = tuple(self.public_key_text(spa) for spa in self.spec.spas)
         for name in (*self.spec.gateways, *self.spec.routers):
             config = self._router_config(name, anchors)
             node_config.write(config, self._config_path(name))
@@ -412,6 +443,10 @@ class EmulatedNetwork:
             interfaces=tuple(interfaces),
             admin_socket=self.admin_socket(name),
             trust_anchors=anchors,
+            router_key_file=str(self.key_path(name)),
+            certificate_file=str(self.keys / f"{name}.cert"),
+            link_key_file=str(self.keys / "link.key"),
+            routing_anchors=(self.domain.anchor_text,),
             timers={k: v for k, v in vars(self.timers).items()},
             pod_interfaces=tuple(
                 e.sg_interface
@@ -433,7 +468,8 @@ class EmulatedNetwork:
             return {}
         return {
             "controller": f"{MGMT_SCSC_ADDRESS}:{OPENFLOW_PORT}",
-            "openflow_listen": f"0.0.0.0:{OPENFLOW_LISTEN_PORT}",
+            # loopback only: ovs-ofctl in the node's own namespace, never a peer or a pod
+            "openflow_listen": f"127.0.0.1:{OPENFLOW_LISTEN_PORT}",
             "probe_services": self._probe_services(name) if is_sg else (),
             "probe_interval_ms": options.probe_interval_ms,
             "probe_timeout_ms": options.probe_timeout_ms,
@@ -448,7 +484,7 @@ class EmulatedNetwork:
                 interface=self.edges[pod.name].peer_interface,
                 gateway_node_id=pod.gateway,
                 instances=tuple(InstanceConfig(i) for i in pod.instances),
-                key_label=pod.name,
+                key_file=str(self.key_path(pod.name)),
                 admin_socket=self.admin_socket(pod.name),
                 extra_claims=pod.unauthorized,
             )

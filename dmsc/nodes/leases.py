@@ -1,7 +1,9 @@
 """An SG's pods and the prefixes they hold, each on a lease (sans-I/O, time passed in).
 
 A name stays advertised while at least one pod behind this SG holds a live lease on it (two pods
-on one SG may both serve ``/B``); local delivery goes to the pods that hold it.
+on one SG may both serve ``/B``); local delivery goes to the pods that hold it. A lease also
+remembers how to recognise its holder: the interface it came over and the pod's public key, as
+the SPA gave it (see :mod:`dmsc.nodes.pod_binding`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Lease:
     pod_mac: bytes  # where the forwarder delivers
     attestation: dmsc_pb2.Attestation
     expires_at: float
+    pod_public_key: bytes = b""  # raw Ed25519, from the SPA: checks the pod's Withdraw
 
 
 class LeaseTable:
@@ -52,6 +55,9 @@ class LeaseTable:
 
     def names_of(self, pod_id: str) -> list[str]:
         return sorted(name for name, pod in self._leases if pod == pod_id)
+
+    def leases_of(self, pod_id: str) -> list[Lease]:
+        return [self._leases[(name, pod_id)] for name in self.names_of(pod_id)]
 
     def latest_attestation(self, name: str) -> dmsc_pb2.Attestation | None:
         """The attestation to advertise: the one that lasts longest among the holders."""

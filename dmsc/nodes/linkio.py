@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
@@ -32,11 +33,67 @@ def open_link_state_socket(interface: str) -> socket.socket:
         # 255, as a receiver can check that a packet never crossed a router (RFC 5082, GTSM)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        enable_arrival_details(sock)
         sock.setblocking(False)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+#: what every type 2 datagram must show on arrival (RFC 5082, GTSM): sent with hop limit 255
+#: by a neighbour on the link, from its link-local address
+SIGNALLING_HOP_LIMIT = 255
+_LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
+_GROUP = ipaddress.IPv6Address(ALL_DMSC_ROUTERS)
+
+
+def enable_arrival_details(sock: socket.socket) -> None:
+    """Ask the kernel for each datagram's destination and hop limit (for the GTSM check)."""
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where a datagram came from and to, and with which hop limit."""
+
+    source: str
+    destination: str | None
+    hop_limit: int | None
+
+
+def arrival_of(address, ancillary) -> Arrival:
+    destination = hop_limit = None
+    for level, kind, data in ancillary:
+        if level != socket.IPPROTO_IPV6:
+            continue
+        if kind == socket.IPV6_PKTINFO and len(data) >= 16:
+            destination = socket.inet_ntop(socket.AF_INET6, data[:16])
+        elif kind == socket.IPV6_HOPLIMIT and len(data) >= 4:
+            hop_limit = struct.unpack("@i", data[:4])[0]
+    source = str(address[0]).split("%", 1)[0] if address else ""
+    return Arrival(source, destination, hop_limit)
+
+
+def signalling_refusal(arrival: Arrival) -> str | None:
+    """Why a datagram cannot be type 2 signalling from a neighbour on this link, or None.
+
+    A tenant's packet, routed to a node address, fails on all three counts: it comes from a
+    routable source, to a unicast node address, with a hop limit below 255.
+    """
+    try:
+        source = ipaddress.IPv6Address(arrival.source)
+        destination = ipaddress.IPv6Address(arrival.destination or "")
+    except ValueError:
+        return f"unreadable addresses {arrival.source!r} -> {arrival.destination!r}"
+    if source not in _LINK_LOCAL:
+        return f"source {source} is not link-local"
+    if destination != _GROUP and destination not in _LINK_LOCAL:
+        return f"destination {destination} is neither {ALL_DMSC_ROUTERS} nor link-local"
+    if arrival.hop_limit != SIGNALLING_HOP_LIMIT:
+        return f"hop limit {arrival.hop_limit}, not {SIGNALLING_HOP_LIMIT} (crossed a router)"
+    return None
 
 
 def group_address(interface: str) -> tuple[str, int, int, int]:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from dmsc.nodes.admin import serve_admin
 from dmsc.nodes.config import GATEWAY_LINK_LOCAL, POD_GATEWAY_PORT, PodConfig
 from dmsc.nodes.linkio import SO_TIMESTAMPNS, hardware_address, kernel_receive_time
 from dmsc.proto import dmsc_pb2, dmsc_pb2_grpc
-from dmsc.spa.claims import sign_claim
+from dmsc.spa.claims import sign_claim, sign_withdrawal
 from dmsc.spa.keys import demo_private_key, load_private_key
 
 log = logging.getLogger(__name__)
@@ -219,14 +220,24 @@ class Pod:
             self._cleanups.pop()()
 
     async def _withdraw_all(self) -> None:
-        names = [n for n, r in self.results.items() if r.accepted]
-        if not names:
+        if not any(result.accepted for result in self.results.values()):
             return
-        request = dmsc_pb2.WithdrawRequest(pod_id=self.config.pod_id, names=names)
-        try:
-            await self.gateway.Withdraw(request, timeout=1.0)
+        try:  # no names: everything the pod holds there, even if its view of that drifted
+            await self.gateway.Withdraw(self.withdrawal([]), timeout=1.0)
         except grpc.aio.AioRpcError as error:
             log.warning("%s: withdraw failed: %s", self.config.pod_id, error.details())
+
+    def withdrawal(self, names: list[str]) -> dmsc_pb2.WithdrawRequest:
+        """A Withdraw of ``names`` (all it holds if empty), signed like the pod's claims: the SG
+        takes a Withdraw only from the pod that holds the lease."""
+        return sign_withdrawal(
+            self.key,
+            self.config.pod_id,
+            names,
+            self.config.gateway_node_id,
+            self.clock(),
+            os.urandom(16),
+        )
 
     async def _start_services(self) -> None:
         loop = asyncio.get_running_loop()
@@ -278,7 +289,10 @@ class Pod:
                 interval = reply.lease_ms / 3000 or interval
             except grpc.aio.AioRpcError as error:
                 log.warning("%s: announce failed: %s", self.config.pod_id, error.details())
-                interval = min(interval, 0.5)
+                # An SG that is unreachable may be back any moment; one that refused will not
+                # change its mind sooner for being asked more often.
+                if error.code() != grpc.StatusCode.PERMISSION_DENIED:
+                    interval = min(interval, 0.5)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
 

@@ -19,19 +19,23 @@ from dmsc.nodes.admin import serve_admin
 from dmsc.nodes.config import RouterConfig
 from dmsc.nodes.linkio import (
     MAX_DATAGRAM,
+    arrival_of,
     group_address,
     hardware_address,
     is_up,
     open_link_monitor,
     open_link_state_socket,
     parse_link_changes,
+    signalling_refusal,
 )
 from dmsc.routing import LinkStateRouter
+from dmsc.routing.domain import load_router_security
 from dmsc.spa.claims import AttestationVerifier
 from dmsc.spa.keys import public_key_from_text
 
 log = logging.getLogger(__name__)
 DRAIN_BATCH = 64  # datagrams read per wake-up before yielding to other work
+ANCILLARY_BYTES = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)  # packet info, hop limit
 
 
 class RouterNode:
@@ -40,7 +44,13 @@ class RouterNode:
         self.clock = clock
         anchors = [public_key_from_text(text) for text in config.trust_anchors]
         verifier = AttestationVerifier.from_public_keys(anchors)
-        self.router = LinkStateRouter(config.node_id, verifier, config.link_state_timers, clock())
+        security = load_router_security(
+            config.node_id, config.router_key_file, config.certificate_file,
+            config.link_key_file, config.routing_anchors, clock(),
+        )  # fmt: skip
+        self.router = LinkStateRouter(
+            config.node_id, verifier, config.link_state_timers, clock(), security
+        )
         self.counters: collections.Counter[str] = collections.Counter()
         self.sockets: dict[str, socket.socket] = {}
         self.extensions: list = []  # SG gateway, forwarder: started after the core, stopped before
@@ -110,13 +120,17 @@ class RouterNode:
     def _on_datagrams(self, interface: str, sock: socket.socket) -> None:
         for _ in range(DRAIN_BATCH):
             try:
-                data = sock.recv(MAX_DATAGRAM)
+                data, ancillary, _, address = sock.recvmsg(MAX_DATAGRAM, ANCILLARY_BYTES)
             except BlockingIOError:
                 break
             except OSError as error:
                 self.counters["rx_socket_errors"] += 1
                 log.warning("%s: receive on %s failed: %s", self.config.node_id, interface, error)
                 break
+            refusal = signalling_refusal(arrival_of(address, ancillary))
+            if refusal is not None:
+                self.router.refuse(interface, "arrival", refusal, self.clock())
+                continue
             self.router.receive(interface, data, self.clock())
         self.pump()
 

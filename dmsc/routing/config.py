@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from dmsc.errors import ConfigError
+from dmsc.proto.codec import MAX_DEAD_INTERVAL_MS, MAX_LIFETIME_MS
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,19 @@ class LinkStateTimers:
             if value < 0 or (value == 0 and field.name != "min_lsa_interval"):
                 raise ConfigError(f"timer {field.name}: must be positive, got {value}")
         self._require(self.hello_interval < self.dead_interval, "hello_interval < dead_interval")
+        # hellos and LSAs carry whole milliseconds, which neighbors check against the wire's
+        # bounds (dmsc.proto.codec): a value they would refuse is refused here first
+        hello_ms, dead_ms = _ms(self.hello_interval), _ms(self.dead_interval)
+        self._require(
+            1 <= hello_ms < dead_ms <= MAX_DEAD_INTERVAL_MS,
+            f"1 ms <= hello_interval < dead_interval <= {MAX_DEAD_INTERVAL_MS // 1000} s "
+            "in whole ms",
+        )
         self._require(self.lsa_refresh < self.lsa_lifetime, "lsa_refresh < lsa_lifetime")
-        self._require(self.lsa_lifetime <= 0xFFFFFFFF / 1000, "lsa_lifetime fits in 32-bit ms")
+        self._require(
+            1 <= _ms(self.lsa_lifetime) <= MAX_LIFETIME_MS,
+            f"1 ms <= lsa_lifetime <= {MAX_LIFETIME_MS // 1000} s (MAX_LIFETIME_MS)",
+        )
         self._require(self.spf_hold <= self.spf_max_hold, "spf_hold <= spf_max_hold")
 
     def _require(self, condition: bool, rule: str) -> None:
@@ -48,3 +60,8 @@ class LinkStateTimers:
         if unknown:
             raise ConfigError(f"{source}: unknown timer(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+def _ms(seconds: float) -> int:
+    """As the router puts a timer on the wire."""
+    return int(seconds * 1000)

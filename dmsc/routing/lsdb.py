@@ -4,6 +4,16 @@ Which of two copies of an LSA is newer (as in OSPF, RFC 2328 §13.1): the higher
 at equal sequence, a purge (lifetime 0) beats a live copy; at equal sequence and both live, the
 larger content digest wins, so a restarted originator that reused a sequence number with other
 content is resolved the same way on every node.
+
+Sequence numbers run from 1 to ``MAX_SEQUENCE`` (``dmsc.proto.codec``; decoding refuses 0 and
+anything above) and are compared linearly, never modulo: nothing is newer than a purge at
+``MAX_SEQUENCE``. So an originator that must go past the maximum (it got there, or a copy of its
+LSA at the maximum turned up) does as RFC 2328 §12.1.6 and ISO 10589 do: it purges its LSA at
+``MAX_SEQUENCE``, waits until every node has forgotten that purge, and starts again at 1
+(``LinkStateRouter._wrap_sequence``).
+
+Aging: every node ages every LSA at the same rate, so when another node's LSA runs out each node
+drops it by itself; only an originator floods a purge of its own LSA (only it can sign one).
 """
 
 from __future__ import annotations
@@ -79,6 +89,12 @@ class LinkStateDatabase:
 
     def remove(self, originator: str) -> None:
         self._entries.pop(originator, None)
+
+    def hold(self, originator: str, until: float) -> None:
+        """Keep ``originator``'s entry (a purge being waited out) until ``until``."""
+        entry = self._entries.get(originator)
+        if entry is not None:
+            entry.expires_at = until
 
     def live(self) -> Iterator[StoredLsa]:
         """LSAs that count for SPF: not purged."""

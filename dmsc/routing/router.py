@@ -25,7 +25,14 @@ from dmsc.errors import DecodeError
 from dmsc.lpm import PrefixTable
 from dmsc.names import ServiceName
 from dmsc.proto import dmsc_pb2
-from dmsc.proto.codec import MAX_COST, PROTOCOL_VERSION, decode_packet
+from dmsc.proto.codec import (
+    MAX_COST,
+    MAX_NEIGHBORS_PER_HELLO,
+    MAX_SEQUENCE,
+    PROTOCOL_VERSION,
+    decode_packet,
+)
+from dmsc.routing.auth import Refused, RouterSecurity
 from dmsc.routing.config import LinkStateTimers
 from dmsc.routing.lsdb import LinkStateDatabase, StoredLsa, compare
 from dmsc.routing.neighbor import Event, Neighbor, State
@@ -39,9 +46,13 @@ from dmsc.routing.rib import (
 )
 from dmsc.routing.spf import NextHop, SpfThrottle, shortest_paths, two_way_graph
 
-#: Largest signalling payload packed into one datagram; fits a 1500-byte MTU with IPv6 + UDP.
-MAX_PACKET_BYTES = 1400
+#: Largest run of LSAs or headers packed into one datagram: with the packet's header (up to
+#: ~70 bytes), its authentication trailer (~55) and IPv6 + UDP (48) it fits a 1500-byte MTU.
+MAX_PACKET_BYTES = 1300
 EVENT_LOG_SIZE = 10_000
+#: A refusal of the same kind on the same interface is logged at most this often (an attacker
+#: must not flush the event log); every one is counted.
+REFUSAL_LOG_INTERVAL_S = 10.0
 
 
 @dataclass
@@ -71,8 +82,14 @@ class LinkStateRouter:
         verifier: AttestationChecker,
         timers: LinkStateTimers | None = None,
         now: float = 0.0,
+        security: RouterSecurity | None = None,
     ) -> None:
+        """``security`` None runs the protocol open, unauthenticated: only for simulator
+        baselines that measure what authentication costs. Node programs always pass one."""
+        if security is not None and security.credentials.node_id != node_id:
+            raise ValueError(f"{node_id}: credentials are those of {security.credentials.node_id}")
         self.node_id = node_id
+        self.security = security
         self.timers = timers or LinkStateTimers()
         self.interfaces: dict[str, Interface] = {}
         self.neighbors: dict[str, dict[str, Neighbor]] = {}  # interface -> node id -> neighbor
@@ -95,6 +112,7 @@ class LinkStateRouter:
         self._updates: dict[str, list[dmsc_pb2.LinkStateAdvertisement]] = {}
         self._acks: dict[str, list[dmsc_pb2.LsaHeader]] = {}
         self._outbox: list[tuple[str, bytes]] = []
+        self._refusals_logged: dict[tuple[str, str], float] = {}
 
     # ------------------------------------------------------------------ inputs
 
@@ -147,6 +165,12 @@ class LinkStateRouter:
         if packet.sender == self.node_id:
             self.counters["rx_own_packets"] += 1
             return
+        if self.security is not None:
+            try:
+                self.security.packets.check(interface, data, packet)
+            except Refused as refusal:
+                self._refuse(now, interface, "packet", f"from {packet.sender!r}: {refusal}")
+                return
         handler = {"hello": self._on_hello, "update": self._on_update, "ack": self._on_ack}
         body = packet.WhichOneof("body")
         handler[body](interface, packet.sender, getattr(packet, body), now)
@@ -163,12 +187,13 @@ class LinkStateRouter:
         self._flush(now)
 
     def shutdown(self, now: float) -> None:
-        """Leave gracefully: flood a purge of our own LSA so others forget us at once."""
-        self.sequence += 1
-        purge = dmsc_pb2.LinkStateAdvertisement(
-            originator=self.node_id, sequence=self.sequence, lifetime_ms=0
-        )
-        self._install(purge, now, source=None)
+        """Leave gracefully: flood a purge of our own LSA so others forget us at once. Its
+        sequence is the next one, or MAX_SEQUENCE itself once there: at equal sequence a purge
+        beats a live copy. No refresh brings a node that has left back."""
+        self.sequence = min(self.sequence + 1, MAX_SEQUENCE)
+        self._wrap_until = None  # leaving ends a wrap: this purge ages out as any other
+        self._origination_due = self._last_origination = None
+        self._install(self._own_purge(self.sequence), now, source=None)
         self._flush(now)
 
     # ------------------------------------------------------------------ outputs
@@ -206,6 +231,10 @@ class LinkStateRouter:
         self.counters["rx_hellos"] += 1
         neighbor = self.neighbors[interface].get(sender)
         if neighbor is None:
+            if len(self.neighbors[interface]) >= MAX_NEIGHBORS_PER_HELLO:
+                # our hello lists every neighbour heard; past the bound neighbours refuse it
+                self._refuse(now, interface, "neighbor", f"{sender!r}: too many neighbours")
+                return
             neighbor = self.neighbors[interface][sender] = Neighbor(sender, interface)
         neighbor.dead_at = now + hello.dead_interval_ms / 1000
         neighbor.hardware_address = hello.hardware_address
@@ -256,7 +285,7 @@ class LinkStateRouter:
             neighbors=sorted(heard),
             hardware_address=interface.hardware_address,
         )
-        self._emit(interface.name, self._packet(hello=hello))
+        self._emit(interface.name, self._packet(hello=hello), now)
         interface.next_hello = now + self.timers.hello_interval
         self.counters["tx_hellos"] += 1
 
@@ -269,10 +298,24 @@ class LinkStateRouter:
             return
         for lsa in update.lsas:
             self.counters["rx_lsas"] += 1
+            if not self._authentic(interface, lsa, now):
+                continue
             if lsa.originator == self.node_id:
                 self._receive_own_lsa(neighbor, lsa, now)
             else:
                 self._receive_lsa(neighbor, lsa, now)
+
+    def _authentic(self, interface: str, lsa, now: float) -> bool:
+        """An LSA counts only when signed by its enrolled originator (ours included: a copy of
+        our own LSA that we did not sign is a forgery, not a memory from before a restart)."""
+        if self.security is None:
+            return True
+        try:
+            self.security.lsas.check(lsa, now)
+        except Refused as refusal:
+            self._refuse(now, interface, "lsa", f"{lsa.originator} seq {lsa.sequence}: {refusal}")
+            return False
+        return True
 
     def _receive_lsa(self, neighbor: Neighbor, lsa, now: float) -> None:
         stored = self.lsdb.get(lsa.originator)
@@ -292,7 +335,8 @@ class LinkStateRouter:
 
     def _receive_own_lsa(self, neighbor: Neighbor, lsa, now: float) -> None:
         """A copy of our own LSA: older ones are answered; a newer one (from before a restart,
-        or a purge) makes us jump past its sequence number and re-originate."""
+        or a purge) makes us jump past its sequence number and re-originate. Past
+        MAX_SEQUENCE there is no jumping: one at the maximum makes us wrap (_wrap_sequence)."""
         stored = self.lsdb.get(self.node_id)
         order = 1 if stored is None else compare(lsa, stored.lsa)
         if order < 0:
@@ -303,7 +347,8 @@ class LinkStateRouter:
             self._implied_ack(neighbor, lsa)
             return
         self.counters["rx_own_lsa_newer"] += 1
-        self.sequence = max(self.sequence, lsa.sequence)
+        # decoding refuses sequences above MAX_SEQUENCE; min() keeps any other caller honest
+        self.sequence = min(max(self.sequence, lsa.sequence), MAX_SEQUENCE)
         self._log(now, "originate", f"own LSA seq {lsa.sequence} seen: re-originating")
         self._originate(now)
 
@@ -359,27 +404,54 @@ class LinkStateRouter:
 
     # ------------------------------------------------------------------ aging and origination
 
+    #: While our sequence number wraps (_wrap_sequence): when we may restart at 1, or check
+    #: again; None otherwise. A class default, as only the wrap uses it.
+    _wrap_until: float | None = None
+
     def _age_lsdb(self, now: float) -> None:
+        """Purges, received or our own, are forgotten after their hold. Another node's LSA at
+        the end of its lifetime is dropped, not flooded as a purge: every node ages it at the
+        same rate and drops it too, and only its originator can sign a purge. Ours is refreshed
+        long before its end; should it get there (a node suspended that long), it is purged."""
         for entry in self.lsdb:
             if entry.expires_at > now:
                 continue
+            originator = entry.lsa.originator
+            if originator == self.node_id and self._wrap_until is not None:
+                continue  # the wrap's purge: _wrap_sequence holds it and lets it go
             if entry.is_purge:
-                self.lsdb.remove(entry.lsa.originator)
-            elif entry.lsa.originator != self.node_id:
-                purge = dmsc_pb2.LinkStateAdvertisement()
-                purge.CopyFrom(entry.lsa)
-                purge.lifetime_ms = 0
-                self._install(purge, now, source=None)
+                self.lsdb.remove(originator)
+            elif originator == self.node_id:
+                self._install(self._own_purge(entry.lsa.sequence), now, source=None)
+            else:
+                self._drop_expired(entry, now)
+
+    def _drop_expired(self, entry: StoredLsa, now: float) -> None:
+        self.lsdb.remove(entry.lsa.originator)
+        self.counters["lsa_expired"] += 1
+        self._spf.request(now)
+        self._log(now, "expire", f"LSA {entry.lsa.originator} seq {entry.lsa.sequence} dropped")
+
+    def _own_purge(self, sequence: int) -> dmsc_pb2.LinkStateAdvertisement:
+        """A purge of our LSA at ``sequence``, signed: nobody else can flood one."""
+        purge = dmsc_pb2.LinkStateAdvertisement(
+            originator=self.node_id, sequence=sequence, lifetime_ms=0
+        )
+        return self._seal(purge)
 
     def _schedule_origination(self, now: float) -> None:
-        if self._origination_due is not None:
-            return
+        if self._origination_due is not None or self._wrap_until is not None:
+            return  # (a wrap's restart at 1 originates what is current then)
         earliest = now
         if self._last_origination is not None:
             earliest = max(now, self._last_origination + self.timers.min_lsa_interval)
         self._origination_due = earliest
 
     def _originate_if_due(self, now: float) -> None:
+        if self._wrap_until is not None:
+            if now >= self._wrap_until:
+                self._wrap_sequence(now)
+            return
         refresh_due = (
             self._last_origination is not None
             and now >= self._last_origination + self.timers.lsa_refresh
@@ -395,6 +467,9 @@ class LinkStateRouter:
         return [dmsc_pb2.Adjacency(neighbor=n, cost=c) for n, c in sorted(costs.items())]
 
     def _originate(self, now: float) -> None:
+        if self.sequence >= MAX_SEQUENCE or self._wrap_until is not None:
+            self._wrap_sequence(now)
+            return
         self.sequence += 1
         lsa = dmsc_pb2.LinkStateAdvertisement(
             originator=self.node_id,
@@ -406,7 +481,57 @@ class LinkStateRouter:
         self._last_origination = now
         self._origination_due = None
         self.counters["tx_originations"] += 1
-        self._install(lsa, now, source=None)
+        self._install(self._seal(lsa), now, source=None)
+
+    def _wrap_sequence(self, now: float) -> None:
+        """Going past MAX_SEQUENCE as RFC 2328 §12.1.6 and ISO 10589 do, with no
+        arithmetic past it: purge our LSA at MAX_SEQUENCE (a purge beats any copy at the
+        maximum), originate nothing until every node has forgotten that purge, restart at 1.
+
+        How long: a node keeps a purge purge_hold after installing it, and installs it within
+        purge_hold of us (a purge_hold shorter than flooding takes would fail its own purpose,
+        outvoting late copies): so 2 * purge_hold. And not before every FULL neighbor has
+        acknowledged it, as RFC 2328 waits: one that missed it may still hold a copy at the
+        maximum. Acks alone are not enough here: OSPF forgets an acknowledged MaxAge LSA at
+        once, our nodes keep a purge purge_hold. Should a node still hold a copy at the maximum
+        after the restart, it answers our sequence 1 with it, and the wrap runs again.
+        """
+        if self._wrap_until is None:
+            self._begin_wrap(now)
+        elif now < self._wrap_until:
+            return
+        elif self._own_purge_unacknowledged():
+            self._hold_wrap(now + self.timers.retransmit_interval)  # after the next resend
+        else:
+            self._end_wrap(now)
+
+    def _begin_wrap(self, now: float) -> None:
+        self.sequence = MAX_SEQUENCE
+        self._install(self._own_purge(MAX_SEQUENCE), now, source=None)
+        self._last_origination = None  # a purge needs no refresh
+        self._hold_wrap(now + 2 * self.timers.purge_hold)
+        self.counters["sequence_wraps"] += 1
+        self._log(
+            now,
+            "sequence-wrap",
+            f"own LSA at MAX_SEQUENCE: purged; sequence 1 at {self._wrap_until:.3f} at the "
+            "earliest, once every neighbor has acknowledged the purge",
+        )
+
+    def _hold_wrap(self, until: float) -> None:
+        """Keep our purge, and the origination deadline, until ``until``."""
+        self._wrap_until = self._origination_due = until
+        self.lsdb.hold(self.node_id, until)
+
+    def _own_purge_unacknowledged(self) -> bool:
+        return any(self.node_id in n.retransmit for n in self.full_neighbors())
+
+    def _end_wrap(self, now: float) -> None:
+        self._wrap_until = self._origination_due = None
+        self.lsdb.remove(self.node_id)
+        self.sequence = 0
+        self._log(now, "sequence-wrap", "purge at MAX_SEQUENCE forgotten: sequence 1")
+        self._originate(now)
 
     # ------------------------------------------------------------------ SPF, RIB, FIB
 
@@ -456,21 +581,42 @@ class LinkStateRouter:
     def _packet(self, **body) -> dmsc_pb2.LinkStatePacket:
         return dmsc_pb2.LinkStatePacket(version=PROTOCOL_VERSION, sender=self.node_id, **body)
 
-    def _emit(self, interface: str, packet: dmsc_pb2.LinkStatePacket) -> None:
-        self._outbox.append((interface, packet.SerializeToString()))
+    def _emit(self, interface: str, packet: dmsc_pb2.LinkStatePacket, now: float) -> None:
+        data = packet.SerializeToString()
+        if self.security is not None:
+            data = self.security.packets.seal(data, now)
+        self._outbox.append((interface, data))
 
     def _flush(self, now: float) -> None:
         for interface, lsas in self._updates.items():
             newest = {lsa.originator: lsa for lsa in lsas}  # later copies supersede earlier
             for chunk in _chunks(list(newest.values())):
-                self._emit(interface, self._packet(update=dmsc_pb2.LinkStateUpdate(lsas=chunk)))
+                update = dmsc_pb2.LinkStateUpdate(lsas=chunk)
+                self._emit(interface, self._packet(update=update), now)
                 self.counters["tx_updates"] += 1
         for interface, headers in self._acks.items():
             for chunk in _chunks(headers):
-                self._emit(interface, self._packet(ack=dmsc_pb2.LinkStateAck(headers=chunk)))
+                self._emit(interface, self._packet(ack=dmsc_pb2.LinkStateAck(headers=chunk)), now)
                 self.counters["tx_acks"] += 1
         self._updates.clear()
         self._acks.clear()
+
+    def _seal(self, lsa: dmsc_pb2.LinkStateAdvertisement) -> dmsc_pb2.LinkStateAdvertisement:
+        """Every LSA this node creates passes here before it is installed and flooded."""
+        return lsa if self.security is None else self.security.credentials.sign(lsa)
+
+    def refuse(self, interface: str, kind: str, detail: str, now: float) -> None:
+        """A datagram the node program refused before the core saw it (its arrival failed
+        the GTSM check): counted and logged with the core's own refusals."""
+        self._refuse(now, interface, kind, detail)
+
+    def _refuse(self, now: float, interface: str, kind: str, detail: str) -> None:
+        """Count every refused packet or LSA; log it, at most once per interval and kind."""
+        self.counters[f"rx_{kind}_refused"] += 1
+        last = self._refusals_logged.get((interface, kind))
+        if last is None or now - last >= REFUSAL_LOG_INTERVAL_S:
+            self._refusals_logged[(interface, kind)] = now
+            self._log(now, "refused", f"{kind} on {interface} {detail}")
 
     def _log(self, now: float, kind: str, detail: str) -> None:
         self.events.append(RouterEvent(now, kind, detail))

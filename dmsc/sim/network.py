@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from dmsc.routing.config import LinkStateTimers
+from dmsc.routing.domain import RoutingDomain
 from dmsc.routing.rib import AttestationChecker
 from dmsc.routing.router import LinkStateRouter
 
@@ -60,9 +61,13 @@ class SimNetwork:
     timers: LinkStateTimers = field(default_factory=LinkStateTimers)
     seed: int = 0
     now: float = DEFAULT_START
+    #: enrolled routers, signed LSAs and authenticated links, as node programs run; False runs
+    #: the protocol open, for baselines that measure what authentication costs
+    secure: bool = True
 
     def __post_init__(self) -> None:
         self.random = random.Random(self.seed)
+        self.domain = RoutingDomain.from_seed(self.seed) if self.secure else None
         self.routers: dict[str, LinkStateRouter] = {}
         self.crashed: set[str] = set()
         self.links: dict[tuple[str, str], SimLink] = {}  # (node, interface) -> link
@@ -79,7 +84,11 @@ class SimNetwork:
     # ------------------------------------------------------------------ building
 
     def add_node(self, node_id: str) -> LinkStateRouter:
-        router = LinkStateRouter(node_id, self.verifier, self.timers, now=self.now)
+        security = None
+        if self.domain is not None:  # a restarted node keeps its key, as a real one would
+            credentials = self.domain.enrol(node_id, "sr", self.now, self.seed)
+            security = self.domain.security_for(credentials)
+        router = LinkStateRouter(node_id, self.verifier, self.timers, self.now, security)
         self.routers[node_id] = router
         self._interface_count.setdefault(node_id, 0)
         for (node, interface), link in self.links.items():
@@ -263,11 +272,12 @@ def network_from_graph(
     verifier: AttestationChecker,
     timers: LinkStateTimers | None = None,
     seed: int = 0,
+    secure: bool = True,
     **link_options,
 ) -> SimNetwork:
     """A SimNetwork with one router per node; edge attributes ``cost`` and ``delay_s`` are used
     when present (Topology Zoo imports carry both)."""
-    network = SimNetwork(verifier, timers or LinkStateTimers(), seed)
+    network = SimNetwork(verifier, timers or LinkStateTimers(), seed, secure=secure)
     for node in graph.nodes:
         network.add_node(str(node))
     for u, v, data in graph.edges(data=True):

@@ -21,20 +21,28 @@ thread-safe; the gRPC adapter serializes calls.
 from __future__ import annotations
 
 import logging
-import math
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from dmsc.errors import DecodeError, InvalidName, NameCollision
 from dmsc.names import NameRegistry, ServiceName
 from dmsc.proto import dmsc_pb2
-from dmsc.spa.claims import issue_attestation, open_claim, verify_claim_signature
-from dmsc.spa.keys import key_id
+from dmsc.spa.claims import (
+    format_time,
+    freshness_problem,
+    issue_attestation,
+    open_claim,
+    quoted,
+    verify_claim_signature,
+)
+from dmsc.spa.keys import key_id, raw_public_bytes
 from dmsc.spa.policy import SpaPolicy
 
 log = logging.getLogger(__name__)
 
 ACCEPTED = "ACCEPTED"
+#: Requests whose bytes are not an AuthRequest (counted by the gRPC adapter, which decodes).
+UNDECODABLE = "UNDECODABLE"
 #: Longest reason sent back or logged: a request cannot make the SPA echo megabytes.
 MAX_REASON = 400
 RejectCode = dmsc_pb2.RejectCode
@@ -47,16 +55,6 @@ class _Reject(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-def _show(text: str, limit: int = 64) -> str:
-    """Quote untrusted text for a reason message, cut short so a request cannot flood logs."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _time(seconds: float) -> str:
-    """A timestamp for a reason: millisecond epoch time, or short form when absurd."""
-    return f"{seconds:.3f}" if abs(seconds) < 1e12 else f"{seconds:g}"
 
 
 class SpaAuthority:
@@ -73,7 +71,7 @@ class SpaAuthority:
         self._public_key = private_key.public_key()
         self._key_id = key_id(self._public_key)
         self.registry = registry if registry is not None else NameRegistry()
-        self.counters: dict[str, int] = {ACCEPTED: 0}
+        self.counters: dict[str, int] = {ACCEPTED: 0, UNDECODABLE: 0}
         self.counters.update({RejectCode.Name(code): 0 for code in RejectCode.values()})
 
     @property
@@ -100,11 +98,15 @@ class SpaAuthority:
         )
         self.counters[ACCEPTED] += 1
         reason = (
-            f"pod {claim.pod_id!r} owns {name} behind SG {_show(claim.sg_node_id)} until "
-            f"{_time(now + self.policy.attestation_validity_s)}"
+            f"pod {claim.pod_id!r} owns {name} behind SG {quoted(claim.sg_node_id)} until "
+            f"{format_time(now + self.policy.attestation_validity_s)}"
         )
         log.info("SPA accepted: %s", reason)
-        return dmsc_pb2.AuthReply(accepted=True, reason=reason, attestation=attestation)
+        # The SG keeps the pod's key with the lease, to check that a Withdraw is the pod's own.
+        pod_key = raw_public_bytes(self.policy.identities[claim.pod_id].public_key)
+        return dmsc_pb2.AuthReply(
+            accepted=True, reason=reason, attestation=attestation, pod_public_key=pod_key
+        )
 
     def _reject(self, reject: _Reject) -> dmsc_pb2.AuthReply:
         self.counters[RejectCode.Name(reject.code)] += 1
@@ -120,12 +122,12 @@ class SpaAuthority:
         """Run every check in order; raise :class:`_Reject` at the first failure."""
         claim = self._decode(request)
         name = self._check_name(claim)
-        who = f"pod {_show(claim.pod_id)} claiming {name}"
+        who = f"pod {quoted(claim.pod_id)} claiming {name}"
         if claim.sg_node_id != request.sg_node_id:
             raise _Reject(
                 RejectCode.REJECT_WRONG_GATEWAY,
-                f"{who}: the claim names SG {_show(claim.sg_node_id)} but SG "
-                f"{_show(request.sg_node_id)} sent it",
+                f"{who}: the claim names SG {quoted(claim.sg_node_id)} but SG "
+                f"{quoted(request.sg_node_id)} sent it",
             )
         identity = self.policy.identities.get(claim.pod_id)
         if identity is None:
@@ -152,13 +154,13 @@ class SpaAuthority:
         if not request.claim.claim:
             raise _Reject(
                 RejectCode.REJECT_MALFORMED,
-                f"request from SG {_show(request.sg_node_id)} carries no claim",
+                f"request from SG {quoted(request.sg_node_id)} carries no claim",
             )
         try:
             return open_claim(request.claim)
         except DecodeError as error:
             raise _Reject(
-                RejectCode.REJECT_MALFORMED, f"from SG {_show(request.sg_node_id)}: {error}"
+                RejectCode.REJECT_MALFORMED, f"from SG {quoted(request.sg_node_id)}: {error}"
             ) from None
 
     @staticmethod
@@ -167,19 +169,18 @@ class SpaAuthority:
             return ServiceName.parse(claim.name)
         except InvalidName as error:
             raise _Reject(
-                RejectCode.REJECT_BAD_NAME, f"pod {_show(claim.pod_id)}: {error}"
+                RejectCode.REJECT_BAD_NAME, f"pod {quoted(claim.pod_id)}: {error}"
             ) from None
 
     def _check_fresh(self, claim: dmsc_pb2.PrefixClaim, who: str, now: float) -> None:
         window = self.policy.claim_window_s
-        age = now - claim.timestamp
-        # Written so that a NaN or infinite timestamp fails too (NaN > window is False).
-        if not (math.isfinite(age) and abs(age) <= window):
-            offset = f"{_time(abs(age))} s {'old' if age >= 0 else 'in the future'}"
+        offset = freshness_problem(claim.timestamp, now, window)
+        if offset is not None:
             raise _Reject(
                 RejectCode.REJECT_STALE_CLAIM,
-                f"{who}: claim timestamp {_time(claim.timestamp)} is {offset} by the SPA's "
-                f"clock ({_time(now)}); accepted window is +/-{window:g} s (replay or clock skew?)",
+                f"{who}: claim timestamp {format_time(claim.timestamp)} is {offset} by the SPA's "
+                f"clock ({format_time(now)}); accepted window is +/-{window:g} s "
+                "(replay or clock skew?)",
             )
 
     def _register(self, name: ServiceName, who: str) -> None:

@@ -1,9 +1,15 @@
-"""Prefix claims (pod -> SPA) and attestations (SPA -> every node), signed with Ed25519.
+"""Prefix claims (pod -> SPA), attestations (SPA -> every node) and withdrawals (pod -> SG),
+signed with Ed25519.
 
 A claim is what a pod says: "I, pod P, behind SG S, own name N, at time T". An attestation is what
 the SPA says after checking it: "N belongs to pod P behind SG S from ``issued_at`` until
 ``expires_at``", signed with an SPA key that every node trusts. Both travel as the exact bytes that
-were signed, so verifying never depends on re-encoding a message.
+were signed, so verifying never depends on re-encoding a message. A withdrawal ("pod P gives up
+names N at SG S, time T, nonce X") is signed with the same pod key over the request serialized
+with its signature empty, as the proto says.
+
+Claims and withdrawals share one freshness rule (:func:`freshness_problem`, window
+:data:`CLAIM_WINDOW_S`): the SPA applies it to claims, the SG to withdrawals.
 
 Nothing here reads a clock: ``now`` is passed in (epoch seconds on real nodes, virtual time in
 simulations), which keeps expiry testable and deterministic.
@@ -29,6 +35,32 @@ from dmsc.spa.keys import SIGNATURE_BYTES, key_id
 
 #: How far in the future an attestation's ``issued_at`` may lie (clocks of SPA and node differ).
 CLOCK_SKEW_S = 5.0
+#: How far a pod's signed timestamp may be from the receiver's clock, either way: bounds how long
+#: a captured claim (at the SPA) or withdrawal (at the SG) can be replayed. The SPA policy may
+#: set its own ``claim_window_s``; this is its default and the SG's window.
+CLAIM_WINDOW_S = 30.0
+#: Longest untrusted text quoted in a reason, so a request cannot flood replies and logs.
+QUOTE_LIMIT = 64
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """Quote untrusted text for a reason message, cut short."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def format_time(seconds: float) -> str:
+    """A timestamp for a reason: millisecond epoch time, or short form when absurd."""
+    return f"{seconds:.3f}" if abs(seconds) < 1e12 else f"{seconds:g}"
+
+
+def freshness_problem(timestamp: float, now: float, window_s: float) -> str | None:
+    """None when ``timestamp`` is within ``window_s`` of ``now`` either way; otherwise how far
+    off it is (``"31.000 s old"``, ``"40.000 s in the future"``)."""
+    age = now - timestamp
+    # Written so that a NaN or infinite timestamp fails too (NaN <= window is False).
+    if math.isfinite(age) and abs(age) <= window_s:
+        return None
+    return f"{format_time(abs(age))} s {'old' if age >= 0 else 'in the future'}"
 
 
 def sign_prefix_claim(
@@ -81,6 +113,37 @@ def _signature_valid(public_key: Ed25519PublicKey, signature: bytes, data: bytes
 def verify_claim_signature(signed: dmsc_pb2.SignedClaim, public_key: Ed25519PublicKey) -> bool:
     """True when ``signed.signature`` is ``public_key``'s signature over the claim bytes."""
     return _signature_valid(public_key, signed.signature, signed.claim)
+
+
+def withdrawal_signed_bytes(request: dmsc_pb2.WithdrawRequest) -> bytes:
+    """What the pod signs: the request serialized with ``signature`` empty."""
+    unsigned = dmsc_pb2.WithdrawRequest()
+    unsigned.CopyFrom(request)
+    unsigned.ClearField("signature")
+    return unsigned.SerializeToString()
+
+
+def sign_withdrawal(
+    pod_key: Ed25519PrivateKey,
+    pod_id: str,
+    names: Iterable[str],
+    sg_node_id: str,
+    now: float,
+    nonce: bytes,
+) -> dmsc_pb2.WithdrawRequest:
+    """A pod's signed request to give up ``names`` at ``sg_node_id`` (all it holds if empty)."""
+    request = dmsc_pb2.WithdrawRequest(
+        pod_id=pod_id, names=list(names), sg_node_id=sg_node_id, timestamp=now, nonce=nonce
+    )
+    request.signature = pod_key.sign(withdrawal_signed_bytes(request))
+    return request
+
+
+def verify_withdrawal_signature(
+    request: dmsc_pb2.WithdrawRequest, public_key: Ed25519PublicKey
+) -> bool:
+    """True when ``request.signature`` is ``public_key``'s signature over the request."""
+    return _signature_valid(public_key, request.signature, withdrawal_signed_bytes(request))
 
 
 def issue_attestation(

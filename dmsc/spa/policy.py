@@ -32,10 +32,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from dmsc.errors import ConfigError, InvalidName
 from dmsc.names import MAX_DEPTH, ServiceName, as_name
+from dmsc.spa.claims import CLAIM_WINDOW_S
 from dmsc.spa.keys import public_key_from_text, public_key_to_text
 
 DEFAULT_ATTESTATION_VALIDITY_S = 3600.0
-DEFAULT_CLAIM_WINDOW_S = 30.0
+DEFAULT_CLAIM_WINDOW_S = CLAIM_WINDOW_S
 WILDCARD = "/*"
 TOP_LEVEL_KEYS = ("attestation_validity_s", "claim_window_s", "pods")
 POD_KEYS = ("pod_id", "public_key", "allowed")

@@ -1,9 +1,11 @@
 """Thin gRPC adapters around :class:`SpaAuthority` (signalling type 3, SG -> SPA).
 
-The server side only reads the clock, takes a lock and hands the request to the authority. The
-client side turns every transport failure (SPA down, deadline, refused) into an ordinary reject
-with ``REJECT_SPA_UNAVAILABLE``, so an SG treats "cannot ask" like "not authenticated": the prefix
-is not advertised, and the SG never crashes because its SPA did.
+The server side only reads the clock, takes a lock and hands the request to the authority;
+requests that are not protobuf are answered INVALID_ARGUMENT and counted as ``UNDECODABLE``
+(:mod:`dmsc.proto.rpc`). The client side turns every transport failure (SPA down, deadline,
+refused) into an ordinary reject with ``REJECT_SPA_UNAVAILABLE``, so an SG treats "cannot ask"
+like "not authenticated": the prefix is not advertised, and the SG never crashes because its SPA
+did.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from concurrent import futures
 
 import grpc
 
-from dmsc.errors import ConfigError
+from dmsc.errors import ConfigError, DecodeError
 from dmsc.proto import dmsc_pb2, dmsc_pb2_grpc
-from dmsc.spa.authority import SpaAuthority
+from dmsc.proto.rpc import add_decoding_servicer
+from dmsc.spa.authority import UNDECODABLE, SpaAuthority
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,10 @@ class PrefixAuthenticationServicer(dmsc_pb2_grpc.PrefixAuthenticationServicer):
         with self._lock:
             return self.authority.authenticate(request, self.clock())
 
+    def count_undecodable(self, _method: str, _error: DecodeError) -> None:
+        with self._lock:
+            self.authority.counters[UNDECODABLE] += 1
+
 
 def start_server(
     authority: SpaAuthority, address: str = DEFAULT_ADDRESS, clock: Clock = time.time
@@ -48,9 +55,8 @@ def start_server(
     """Start serving on ``address`` and return the server and the bound port (useful with
     port 0, which asks the kernel for a free one)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS))
-    dmsc_pb2_grpc.add_PrefixAuthenticationServicer_to_server(
-        PrefixAuthenticationServicer(authority, clock), server
-    )
+    servicer = PrefixAuthenticationServicer(authority, clock)
+    add_decoding_servicer(server, "PrefixAuthentication", servicer, servicer.count_undecodable)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as error:  # grpc >= 1.49 raises instead of returning 0

@@ -88,6 +88,7 @@ def test_malformed_signalling_is_counted_and_the_node_carries_on(emulate, tmp_pa
         f"index = socket.if_nametoindex({interface!r})\n"
         "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
         "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)\n"
+        "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)\n"  # as GTSM asks
         f"for payload in {GARBAGE!r}:\n"
         f"    s.sendto(payload, ({ALL_DMSC_ROUTERS!r}, {LINK_STATE_UDP_PORT}, 0, index))\n"
     )

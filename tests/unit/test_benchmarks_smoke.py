@@ -182,3 +182,29 @@ def test_scsc_bench_sorts_the_given_networks_by_size(scsc, tmp_path):
     sources = ["topohub:topozoo/Geant2012", str(tree), ABILENE]
     assert scsc.by_size(sources) == [str(tree), ABILENE, "topohub:topozoo/Geant2012"]
     assert scsc.zoo_files(tmp_path) == [str(tree)]
+
+
+def test_authentication_bench_on_tiny_inputs():
+    from benchmarks import bench_authentication as auth
+
+    per_lsa = auth.bench_per_lsa(count=12, reps=2, seed=3)
+    assert per_lsa.mean_signed_lsa_bytes > per_lsa.mean_unsigned_lsa_bytes  # signature + cert
+    assert set(per_lsa.ratios) == {k for k, _ in auth.PER_LSA_ROWS} - {"decode", "parse_packet"}
+    for timing in per_lsa.timings.values():
+        assert_timing(timing, 2)
+    route = auth.bench_signed_route(nodes=60, reps=2, seed=3)
+    assert route.signed.min_s > 0 and route.signed_vs_unsigned["median"] > 0
+    assert "60 nodes" in auth.format_signed_route([route])
+    json.dumps(bench.to_json(per_lsa))
+
+
+def test_authentication_bench_refuses_to_time_refused_lsas():
+    from benchmarks import bench_authentication as auth
+    from dmsc.routing.auth import CertificateChecker
+    from dmsc.routing.domain import RoutingDomain
+
+    domain = RoutingDomain.from_seed(1)
+    lsas = auth.signed(bench.realistic_lsas(3, seed=1), domain, 1)
+    lsas[1].sequence += 1  # no longer what its originator signed
+    with pytest.raises(bench.BenchmarkError, match="correctly signed LSA was refused"):
+        auth.verify_all(lsas, CertificateChecker([RoutingDomain.from_seed(1).anchor.public_key()]))

@@ -29,7 +29,8 @@ def test_main_job_without_the_vm_host_tools_says_run_setup(monkeypatch, capsys, 
     real_which = shutil.which
     monkeypatch.setattr(run_cli, "needs_vm", lambda path: True)
     monkeypatch.setattr(
-        "dmsc.vm.image.shutil.which", lambda tool: None if tool == "debootstrap" else real_which(tool)
+        "dmsc.vm.image.shutil.which",
+        lambda tool: None if tool == "debootstrap" else real_which(tool),
     )
     status = main(["run", str(MAIN_EXPERIMENT), "--vm", "auto", "--results", str(tmp_path)])
     err = capsys.readouterr().err

@@ -440,7 +440,12 @@ def test_progress_estimates_the_rest_from_the_repetitions_done():
     now[0] += 90.0
     progress.done = 1
     # 90 s per repetition so far, three to go
-    assert progress.line("timeline 5/30 s") == "[#####...............] 1/4 1:30, ~4:30 left timeline 5/30 s"
+    assert (
+        progress.line("timeline 5/30 s")
+        == "[#####...............] 1/4 1:30, ~4:30 left timeline 5/30 s"
+    )
     now[0] += 270.0
     progress.done = 4
-    assert progress.line("writing the report") == "[####################] 4/4 6:00 writing the report"
+    assert (
+        progress.line("writing the report") == "[####################] 4/4 6:00 writing the report"
+    )

@@ -1,6 +1,7 @@
 import pytest
 
 from dmsc.proto import dmsc_pb2
+from dmsc.proto.codec import MAX_SEQUENCE
 from dmsc.routing.lsdb import LinkStateDatabase, compare
 from dmsc.routing.neighbor import TRANSITIONS, Event, Neighbor, State
 
@@ -41,6 +42,22 @@ def test_database_ages_entries_from_their_remaining_lifetime():
     purge = database.install(lsa(2, lifetime_ms=0), now=101.0, hold=60.0)
     assert purge.expires_at == pytest.approx(161.0)
     assert list(database.live()) == []
+
+
+def test_nothing_is_newer_than_a_purge_at_the_maximum_sequence():
+    top = lsa(MAX_SEQUENCE, lifetime_ms=0)
+    for other in (lsa(MAX_SEQUENCE), lsa(MAX_SEQUENCE, cost=99), lsa(MAX_SEQUENCE - 1), lsa(1)):
+        assert compare(top, other) > 0 and compare(other, top) < 0
+    assert compare(top, lsa(MAX_SEQUENCE, lifetime_ms=0, cost=99)) == 0  # purges: one instance
+
+
+def test_hold_keeps_an_entry_until_the_time_given():
+    database = LinkStateDatabase()
+    database.install(lsa(MAX_SEQUENCE, lifetime_ms=0), now=100.0, hold=5.0)
+    database.hold("sg1", 110.0)
+    database.hold("nobody", 110.0)  # an unknown originator: nothing to keep
+    assert database.get("sg1").expires_at == 110.0 and database.next_expiry() == 110.0
+    assert database.get("nobody") is None
 
 
 @pytest.mark.parametrize(

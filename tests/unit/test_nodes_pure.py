@@ -1,6 +1,7 @@
 """The pure parts of the node programs: leases, configuration, netlink parsing, peers, names."""
 
 import json
+import socket
 import struct
 
 import pytest
@@ -10,7 +11,15 @@ from dmsc.nodes import config as node_config
 from dmsc.nodes.config import InstanceConfig, PodConfig, RouterConfig
 from dmsc.nodes.gateway import peer_interface
 from dmsc.nodes.leases import Lease, LeaseTable
-from dmsc.nodes.linkio import IFF_LOWER_UP, IFF_UP, RTM_DELLINK, RTM_NEWLINK, parse_link_changes
+from dmsc.nodes.linkio import (
+    IFF_LOWER_UP,
+    IFF_UP,
+    RTM_DELLINK,
+    RTM_NEWLINK,
+    arrival_of,
+    parse_link_changes,
+    signalling_refusal,
+)
 from dmsc.proto import dmsc_pb2
 
 
@@ -49,6 +58,10 @@ def router_config(**changes):
         "trust_anchors": [],
         "pod_interfaces": ["sg1-eth1"],
         "spa_target": "ipv6:[fe80::2%25sg1-eth2]:50051",
+        "router_key_file": "/run/keys/sg1.key",
+        "certificate_file": "/run/keys/sg1.cert",
+        "link_key_file": "/run/keys/link.key",
+        "routing_anchors": ["AAAA"],
     }
     data.update(changes)
     return data
@@ -67,6 +80,7 @@ def test_router_config_round_trips_through_json(tmp_path):
         ({"role": "switch"}, "role must be 'sg' or 'sr'"),
         ({"interfaces": [{"name": "x", "cost": "ten"}]}, "interfaces\\[0\\]: cost: expected int"),
         ({"spa_target": ""}, "an SG with pods needs spa_target"),
+        ({"certificate_file": ""}, "certificate_file is missing; a router speaks only once"),
         ({"timers": {"hello_interval": 5, "dead_interval": 1}}, "hello_interval < dead_interval"),
         ({"timers": {"hello": 1}}, "unknown timer"),
         ({"forward": "yes"}, "forward: expected bool"),
@@ -149,3 +163,36 @@ def test_probe_outages_are_runs_of_lost_echoes_including_one_still_open():
     runs = outages({"interval": 0.01, "sent": sent, "received": received})
     assert [(round(s, 3), round(d, 3)) for s, d in runs] == [(0.05, 0.05), (0.16, 0.04)]
     assert outages({"interval": 0.01, "sent": sent, "received": received}, after=0.11) == [runs[1]]
+
+
+def pktinfo(address: str) -> tuple[int, int, bytes]:
+    return (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
+            socket.inet_pton(socket.AF_INET6, address) + struct.pack("@I", 3))  # fmt: skip
+
+
+def hop_limit(value: int) -> tuple[int, int, bytes]:
+    return (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, struct.pack("@i", value))
+
+
+@pytest.mark.parametrize(
+    ("source", "destination", "hops", "refusal"),
+    [
+        ("fe80::1%sg1-eth0", "ff02::d5c", 255, None),
+        ("fe80::1%sg1-eth0", "fe80::2", 255, None),
+        # a tenant's packet routed to a node address: wrong on every count; each named
+        ("fd00:b::4", "ff02::d5c", 255, "source fd00:b::4 is not link-local"),
+        ("fe80::1", "fd00:ff::3", 255, "destination fd00:ff::3 is neither ff02::d5c nor link"),
+        ("fe80::1", "ff02::d5c", 254, "hop limit 254, not 255 (crossed a router)"),
+        ("fe80::1", "ff02::1", 255, "destination ff02::1 is neither"),
+    ],
+)
+def test_signalling_arrives_only_from_the_link_with_hop_limit_255(
+    source, destination, hops, refusal
+):
+    arrival = arrival_of((source, 6464, 0, 3), [pktinfo(destination), hop_limit(hops)])
+    found = signalling_refusal(arrival)
+    assert (found is None) if refusal is None else found.startswith(refusal)
+
+
+def test_arrival_without_ancillary_data_is_refused():
+    assert "unreadable" in signalling_refusal(arrival_of(("fe80::1", 6464, 0, 3), []))

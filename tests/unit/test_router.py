@@ -4,6 +4,8 @@ import pytest
 
 from dmsc.proto import dmsc_pb2
 from dmsc.routing import LinkStateRouter, LinkStateTimers
+from dmsc.routing.auth import PacketAuthenticator
+from dmsc.routing.domain import LINK_KEY_ID
 from dmsc.routing.neighbor import State
 from dmsc.sim import SimNetwork
 
@@ -72,7 +74,9 @@ def test_update_from_a_stranger_is_ignored(spa):
     packet = dmsc_pb2.LinkStatePacket(
         version=1, sender="z", update=dmsc_pb2.LinkStateUpdate(lsas=[lsa])
     )
-    network.inject("a", "eth0", packet.SerializeToString())
+    # even holding the link key, a node with no adjacency cannot push LSAs
+    sealer = PacketAuthenticator(network.domain.link_keys, LINK_KEY_ID)
+    network.inject("a", "eth0", sealer.seal(packet.SerializeToString(), network.now))
     assert network.routers["a"].lsdb.get("z") is None
     assert network.routers["a"].counters["rx_update_without_adjacency"] == 1
 
@@ -95,17 +99,25 @@ def test_graceful_shutdown_purges_the_lsa_everywhere(spa):
     assert "b" not in {entry.label for _, entry in network.routers["a"].fib.items()}
 
 
-def test_lsa_of_a_silent_originator_expires_and_is_purged_then_forgotten(spa):
+def test_lsa_of_a_silent_originator_is_dropped_by_every_node_as_it_runs_out(spa):
+    # only c could sign a purge of its LSA: each node ages it out by itself, at the same time
     network = pair(spa, lsa_lifetime=20.0, lsa_refresh=10.0, purge_hold=5.0)
     network.add_node("c")
     network.add_link("b", "c")
     network.run_for(3.0)
     network.crash_node("c")
     network.set_link_state("b", "c", False)  # c's LSA now has nobody to refresh it
-    network.run_for(19.0)
-    assert network.routers["a"].lsdb.get("c").is_purge
-    network.run_for(6.0)
-    assert network.routers["a"].lsdb.get("c") is None
+    routers = [network.routers["a"], network.routers["b"]]
+    ends = [router.lsdb.get("c").expires_at for router in routers]
+    assert max(ends) - min(ends) < 0.01  # the remaining lifetime travels with each copy
+    network.run_until(min(ends) - 0.01)
+    assert all(router.lsdb.get("c") is not None for router in routers)
+    network.run_until(max(ends) + 0.01)
+    for router in routers:
+        assert router.lsdb.get("c") is None and router.counters["lsa_expired"] == 1
+        assert any(e.kind == "expire" and e.detail.startswith("LSA c ") for e in router.events)
+        assert not any(e.kind == "purge" and e.detail.startswith("LSA c ") for e in router.events)
+        assert "c" not in {entry.label for _, entry in router.fib.items()}
 
 
 def test_refresh_keeps_a_quiet_network_alive_past_the_lifetime(spa):

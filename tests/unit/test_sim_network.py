@@ -8,6 +8,8 @@ import pytest
 from dmsc.names import ServiceName, name_address
 from dmsc.proto import dmsc_pb2
 from dmsc.routing import LinkStateTimers
+from dmsc.routing.auth import PacketAuthenticator
+from dmsc.routing.domain import LINK_KEY_ID
 from dmsc.sim import Delivery, network_from_graph
 from dmsc.sim.reference import actual_routes, fibs_match, mismatches
 
@@ -133,11 +135,22 @@ def test_replayed_old_lsa_changes_nothing_and_is_answered(spa):
     converge(network, announced)
     victim = network.routers[old.destination]
     before = dict(victim.routes), victim.lsdb.get("r3").lsa.sequence
-    network.inject(old.destination, old.interface, old.data)  # replay the stale update
+    network.inject(old.destination, old.interface, old.data)  # the datagram as captured
+    assert victim.counters["rx_packet_refused"] == 1  # caught by the link's replay window
+    # a router on the link, holding the link key, replays the old (validly signed) LSA
+    network.inject(old.destination, old.interface, resealed(network, old.data))
     assert victim.counters["rx_lsa_older"] >= 1
     network.run_for(2.0)
     assert (dict(victim.routes), victim.lsdb.get("r3").lsa.sequence) == before
     assert mismatches(network, announced) == {}
+
+
+def resealed(network, data: bytes) -> bytes:
+    """``data`` with a fresh authentication trailer, as a holder of the link key can make."""
+    packet = dmsc_pb2.LinkStatePacket.FromString(data)
+    packet.ClearField("authentication")
+    sealer = PacketAuthenticator(network.domain.link_keys, LINK_KEY_ID)
+    return sealer.seal(packet.SerializeToString(), network.now + 1e-5)
 
 
 def test_duplicated_update_is_acknowledged_not_reinstalled(spa):
@@ -147,8 +160,11 @@ def test_duplicated_update_is_acknowledged_not_reinstalled(spa):
     latest = captured[-1]
     victim = network.routers[latest.destination]
     version = victim.fib_version
-    for _ in range(3):
-        network.inject(latest.destination, latest.interface, latest.data)
+    network.inject(latest.destination, latest.interface, latest.data)  # a link-level duplicate
+    assert victim.counters["rx_packet_refused"] == 1
+    for _ in range(3):  # the same LSA again, in fresh packets
+        network.inject(latest.destination, latest.interface, resealed(network, latest.data))
+        network.run_for(1e-4)
     assert victim.counters["rx_lsa_duplicate"] >= 3
     network.run_for(1.0)
     assert victim.fib_version == version
@@ -172,7 +188,9 @@ def test_forged_old_sequence_number_is_ignored(spa):
     packet = dmsc_pb2.LinkStatePacket(
         version=1, sender=neighbor.node_id, update=dmsc_pb2.LinkStateUpdate(lsas=[forged])
     )
-    network.inject("r0", neighbor.interface, packet.SerializeToString())
+    # sent by a router on the link (it holds the link key) but not signed by r3
+    network.inject("r0", neighbor.interface, resealed(network, packet.SerializeToString()))
+    assert victim.counters["rx_lsa_refused"] == 1
     network.run_for(2.0)
     assert victim.lsdb.get("r3").lsa.sequence == current.sequence
     assert mismatches(network, announced) == {}

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from dmsc.names import NameRegistry, ServiceName, component_field, name_prefix
 from dmsc.proto import dmsc_pb2
-from dmsc.spa.authority import ACCEPTED, SpaAuthority
+from dmsc.spa.authority import ACCEPTED, UNDECODABLE, SpaAuthority
 from dmsc.spa.claims import AttestationVerifier, open_attestation, sign_claim, sign_prefix_claim
-from dmsc.spa.keys import private_key_from_seed, public_key_to_text
+from dmsc.spa.keys import private_key_from_seed, public_key_to_text, raw_public_bytes
 from dmsc.spa.policy import parse_policy
 
 NOW = 1_700_000_000.0
@@ -79,6 +79,18 @@ def test_accept_returns_an_attestation_every_node_can_verify(spa):
     assert (body.pod_id, body.issued_at, body.spa_key_id) == ("pod1", NOW, spa.key_id)
     assert spa.counters[ACCEPTED] == 1
     assert "/A/1" in spa.registry
+
+
+def test_accept_tells_the_sg_the_key_of_the_pod_that_signed():
+    spa = SpaAuthority(make_policy(), SPA_KEY)
+    first = spa.authenticate(request("/A/1", pod="pod1", key=POD1_KEY), NOW)
+    second = spa.authenticate(request("/A/1", pod="pod2", key=POD2_KEY), NOW)
+    assert first.pod_public_key == raw_public_bytes(POD1_KEY.public_key())
+    assert second.pod_public_key == raw_public_bytes(POD2_KEY.public_key())
+
+
+def test_reject_tells_no_key(spa):
+    assert spa.authenticate(request("/C/1"), NOW).pod_public_key == b""
 
 
 def test_claim_within_the_window_either_side_is_accepted(spa):
@@ -239,7 +251,7 @@ def test_checks_run_in_the_documented_order(spa, req, expected):
 
 
 def test_counters_count_every_outcome(spa):
-    assert set(spa.counters) == {ACCEPTED, *R.keys()}
+    assert set(spa.counters) == {ACCEPTED, UNDECODABLE, *R.keys()}
     assert not any(spa.counters.values())
     spa.authenticate(request("/A/1"), NOW)
     spa.authenticate(request("/A/1"), NOW)
