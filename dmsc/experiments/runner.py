@@ -292,15 +292,25 @@ class ExperimentRunner:
                     label = f"{variant.name} #{repetition + 1}"
                     reset["reset_retried"] = self._reset(network, variant, label)
                     reset["reset_s"] = round(time.monotonic() - started, 3)
-                record = self._repetition(network, variant, repetition, tables, since)
+                record = self._repetition(
+                    network, variant, repetition, tables, since, fresh=repetition == 0
+                )
                 recorded({**record, **reset})
                 since = record["wall_end"]
 
     def _repetition(
-        self, network, variant, repetition: int, tables: Tables, since: float = 0.0
+        self,
+        network,
+        variant,
+        repetition: int,
+        tables: Tables,
+        since: float = 0.0,
+        fresh: bool = True,
     ) -> dict:
         """One repetition on a started network; SCSC log lines older than ``since`` belong to
-        the repetitions before (a reused network)."""
+        the repetitions before (a reused network). On a ``fresh`` network the SCSC's view is
+        cleaned as a reset cleans it: its first windows hold probes sent while the network
+        was still converging, lost for that reason alone, and must not decide a repetition."""
         label = f"{variant.name} #{repetition + 1}"
         record = {"variant": variant.name, "repetition": repetition, "wall_start": time.time()}
         self.altered = Altered()
@@ -308,6 +318,9 @@ class ExperimentRunner:
         record["converged_after_s"] = network.wait_converged(timeout=60)
         if variant.scsc is not None:
             self._wait_scsc_settled(network)
+            if fresh:
+                record["start_view_retried"] = self._fresh_scsc_view(network, variant)
+                since = max(since, time.time())  # what the warm-up decided is not this run's
         t0 = time.time()
         record["t0"] = t0
         # in the run folder: `dmsc clean` finds what mentions it, should this process die
@@ -337,6 +350,12 @@ class ExperimentRunner:
         network.wait_converged(timeout=60)
         if variant.scsc is None:
             return []
+        return self._fresh_scsc_view(network, variant)
+
+    def _fresh_scsc_view(self, network, variant) -> list[str]:
+        """Wait until the SGs' probe windows hold only probes sent from now on, then have the
+        SCSC remove its policies and forget its choices and telemetry; checked, and repeated
+        if the SCSC took a pair over again (returns why it had to be)."""
         time.sleep(_window_span_s(variant.scsc))  # a measurement window, not a synchronisation
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
         retried = []
@@ -349,7 +368,7 @@ class ExperimentRunner:
                 time.sleep(0.2)
             if time.monotonic() > deadline:
                 raise DmscError(f"the reset left policies in place: {leftover}")
-            log.warning("%s: reset again: %s", label, leftover)
+            log.warning("%s: SCSC reset again: %s", variant.name, leftover)
             retried.append(leftover)
 
     def _restore(self, network, variant) -> None:

@@ -47,6 +47,7 @@ class RouterConfig:
     routing_anchors: tuple[str, ...] = ()  # the domain's trust anchors (base64 public keys)
     timers: dict = field(default_factory=dict)
     pod_interfaces: tuple[str, ...] = ()  # SG only: one link per pod
+    pod_links: dict = field(default_factory=dict)  # SG: interface -> the pod on it (optional)
     spa_target: str = ""  # SG only: gRPC target of its SPA
     lease_max_ms: int = 10_000
     forward: bool = True  # run the Python forwarder (off only for control-plane tests)
@@ -87,6 +88,10 @@ class RouterConfig:
             raise ConfigError(f"node {self.node_id}: role must be 'sg' or 'sr', not {self.role!r}")
         if self.pod_interfaces and not self.spa_target:
             raise ConfigError(f"node {self.node_id}: an SG with pods needs spa_target")
+        stray = set(self.pod_links) - set(self.pod_interfaces)
+        if stray:
+            raise ConfigError(f"{where}: pod_links names links that are no pod_interfaces: "
+                              f"{sorted(stray)}")  # fmt: skip
         if self.role == "sr" and self.pod_interfaces:
             raise ConfigError(f"node {self.node_id}: an SR has no pod_interfaces")
         LinkStateTimers.from_mapping(self.timers, f"node {self.node_id}: timers")

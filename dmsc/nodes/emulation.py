@@ -453,6 +453,11 @@ class EmulatedNetwork:
                 for e in self.edges.values()
                 if e.sg == name and e.peer not in self.spec.spas
             ),
+            pod_links={
+                e.sg_interface: e.peer
+                for e in self.edges.values()
+                if e.sg == name and e.peer not in self.spec.spas
+            },
             spa_target=(
                 f"ipv6:[{EDGE_PEER_LINK_LOCAL}%25{spa_edges[0].sg_interface}]:{SPA_PORT}"
                 if spa_edges

@@ -74,7 +74,9 @@ class Gateway(dmsc_pb2_grpc.PodGatewayServicer):
         self.listen = listen
         self.caller_interface = caller_interface
         self.leases = LeaseTable()
-        self.binding = PodBinding(self.config.node_id, self.config.pod_interfaces)
+        self.binding = PodBinding(
+            self.config.node_id, self.config.pod_interfaces, pod_links=self.config.pod_links
+        )
         self.counters = node.counters  # the node's: its admin `counters` shows them
         self.spa = SpaClient(self.config.spa_target)
         self.server: grpc.aio.Server | None = None

@@ -21,7 +21,7 @@ servicer (:mod:`dmsc.nodes.gateway`) only turns refusals into PERMISSION_DENIED.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -120,10 +120,17 @@ class PodBinding:
     """Decides whether an Announce or a Withdraw comes from the pod it names."""
 
     def __init__(
-        self, sg_node_id: str, pod_interfaces: Iterable[str], window_s: float = CLAIM_WINDOW_S
+        self,
+        sg_node_id: str,
+        pod_interfaces: Iterable[str],
+        window_s: float = CLAIM_WINDOW_S,
+        pod_links: Mapping[str, str] | None = None,
     ) -> None:
+        """``pod_links`` (interface -> pod id), when the SG's configuration says which pod sits
+        on which link, binds each pod to its link from its first request on."""
         self.sg_node_id = sg_node_id
         self.pod_interfaces = tuple(pod_interfaces)
+        self.pod_links = dict(pod_links or {})
         self.window_s = window_s
         self.nonces = NonceMemory()
 
@@ -135,6 +142,13 @@ class PodBinding:
                 WRONG_INTERFACE,
                 f"request for pod {pod} came over {interface or 'an unknown interface'}, which "
                 f"is not a pod link of SG {self.sg_node_id} ({', '.join(self.pod_interfaces)})",
+            )
+        owner = self.pod_links.get(interface)
+        if self.pod_links and owner != pod_id:
+            raise Refused(
+                WRONG_INTERFACE,
+                f"request for pod {pod} came over {interface}, the link of "
+                f"{'pod ' + quoted(owner) if owner else 'no pod'}",
             )
         held = leases.leases_of(pod_id)
         if held and held[0].interface != interface:  # all of a pod's leases share one

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from dmsc.names import node_address
+from dmsc.names import name_address, node_address
 from dmsc.nodes.emulation import MGMT_SCSC_ADDRESS, OPENFLOW_LISTEN_PORT, OPENFLOW_PORT, ScscOptions
 from dmsc.proto.codec import ALL_DMSC_ROUTERS, LINK_STATE_UDP_PORT
 from dmsc.topologies import figure2
@@ -104,6 +104,11 @@ def test_a_tenant_cannot_become_a_router(figure2_with_scsc, tmp_path):
     assert any("not link-local" in detail for detail in refusals(network, "sg1"))
     nobody_knows(network, "tenant")
     network.wait_converged(timeout=10)
+    # and the victim's tenants are still served through the data plane
+    ping = network.hosts["pod2"].cmd(
+        "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", str(name_address("/A/1"))
+    )
+    assert " 0% packet loss" in ping, ping
 
 
 def test_a_host_on_a_router_link_without_the_link_key_is_not_heard(emulate, tmp_path):

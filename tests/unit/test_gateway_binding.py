@@ -241,6 +241,15 @@ def test_announce_is_checked_for_link_and_for_whose_claims_it_carries():
     assert refused.kind == NOT_LEASE_HOLDER and "made by pod 'podA'" in str(refused)
 
 
+def test_configured_pod_links_bind_a_pod_before_its_first_lease():
+    """With the SG told which pod sits on which link (the emulation always tells it), a host on
+    pod B's link cannot open pod A's first lease either."""
+    gate = PodBinding(SG, (LINK_A, LINK_B), pod_links={LINK_A: "podA", LINK_B: "podB"})
+    gate.check_announce(LeaseTable(), announce_request(), LINK_A)
+    refused = refusal(lambda: gate.check_announce(LeaseTable(), announce_request(), LINK_B))
+    assert refused.kind == WRONG_INTERFACE and "the link of pod 'podB'" in str(refused)
+
+
 def test_announce_leaves_undecodable_claims_to_the_per_prefix_reject():
     request = announce_request()
     request.claims.add(claim=b"\xff\xff", signature=b"")

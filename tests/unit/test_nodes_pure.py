@@ -81,6 +81,7 @@ def test_router_config_round_trips_through_json(tmp_path):
         ({"interfaces": [{"name": "x", "cost": "ten"}]}, "interfaces\\[0\\]: cost: expected int"),
         ({"spa_target": ""}, "an SG with pods needs spa_target"),
         ({"certificate_file": ""}, "certificate_file is missing; a router speaks only once"),
+        ({"pod_links": {"sg1-eth7": "pod1"}}, r"pod_links names links that are no pod_int"),
         ({"timers": {"hello_interval": 5, "dead_interval": 1}}, "hello_interval < dead_interval"),
         ({"timers": {"hello": 1}}, "unknown timer"),
         ({"forward": "yes"}, "forward: expected bool"),
