@@ -39,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
         paths = report.write_report(each)
         state = "complete" if each.complete else "INCOMPLETE (metadata.json: complete is false)"
         print(f"== {each.folder}: {state}")
-        for note in each.notes:
+        summary = report.build_summary(each)
+        for note in (*each.notes, *report.latency_notes(summary)):
             print(f"note: {note}")
-        print(report.format_table(report.aggregate(report.build_summary(each))))
+        print(report.format_table(report.aggregate(summary)))
         print(f"wrote {', '.join(path.name for path in paths)} in {each.folder}\n")
     if len(runs) > 1:
         out = Path.cwd() if args.out is None else args.out

@@ -2,7 +2,8 @@
 
     run = load_run(folder)        # every table read and checked: DmscError naming file and line
     summary = build_summary(run)  # the rows of summary.csv
-    paths = write_report(run)     # summary.csv, latency.png/.pdf, reroute.png/.pdf, report.tex
+    ladder = build_percentiles(run)  # percentiles.csv: pooled, per phase and per hop
+    paths = write_report(run)     # those two, latency.png/.pdf, reroute.png/.pdf, report.tex
     table = compare([a, b])       # medians and p95s per variant and event, labelled by folder
 
 Each function that takes a folder also takes a loaded :class:`ResultsRun`. Nothing here
@@ -17,7 +18,10 @@ event's place among its repetition's rows of events.csv (sorted by ``at_s``, tie
 order), every action counted; ``at_s`` is when it was due. Durations are measured from the time
 the event was *applied*, ``t`` (``applied_s``; ``at_s`` when that is empty).
 
-Windows, by the time a request was sent (``sent_s``), each half-open ``[start, end)``:
+Only the clients' own calls count here (``parent_id`` empty; the hops their calls caused are in
+percentiles.csv). Windows, by the time a call was *due* (``intended_s``: the open-loop
+schedule's time, from which its latency is measured; results from the closed-loop client have
+no such column and use ``sent_s``), each half-open ``[start, end)``:
 
 - The event is *cleared* at ``c`` by the first later event that undoes it on the same target
   (a link's ends in either order): ``clear`` undoes ``impair``, ``link_up`` ``link_down``,
@@ -53,9 +57,19 @@ cumulative (``detect_s <= decide_s <= install_s`` normally), not lengths of succ
 
 ``detect_s``, ``decide_s`` and ``install_s`` are NaN in a variant without an SCSC.
 
-``{before,during,after}_p50_ms`` and ``_p95_ms``: percentiles (linear interpolation) of the
-latency of the successful requests sent in the window, all streams together; ``_loss``: the
-fraction of the requests sent in the window that failed. NaN for an empty window.
+``{before,during,after}_n``: the successful calls due in the window, all streams together;
+``_p50_ms``, ``_p95_ms``, ``_p99_ms``, ``_p999_ms``: percentiles of their latency, nearest
+rank (the smallest value with at least q of the samples at or below it, which is what
+HdrHistogram reports; exact, since every call is stored: no histogram buckets are needed);
+``_loss``: the fraction of the calls due in the window that failed, those refused at the
+client's in-flight bound included. NaN for an empty window. A percentile with fewer than
+:data:`MIN_TAIL_SAMPLES` samples above it (``n * (1 - q) < 10``) is the maximum of a handful:
+:func:`latency_notes` names those, per variant and window, for the report.
+
+percentiles.csv (:func:`build_percentiles`): per variant, degrading event, window and hop
+(``client`` calling ``service`` at ``depth``, the dots in ``call_id``: 0 for the clients' own
+calls), every repetition's calls pooled: ``n``, ``loss``, ``p50_ms`` to ``p999_ms`` (nearest
+rank), ``max_ms`` and ``thin``, the percentiles resting on too few samples.
 
 Over repetitions (:func:`aggregate`, report.tex, :func:`compare`): per (variant, event) and
 column, the median and the 95th percentile (linear interpolation) of the values that are not
@@ -100,9 +114,10 @@ ACTIONS = frozenset({*CLEARED_BY, *CLEARED_BY.values(), "thresholds"})
 #: newer than the others: results without it take install times from policies.csv.
 TABLES: Mapping[str, Mapping[str, str]] = {
     "requests": {
-        "variant": "text", "repetition": "int", "client": "text", "service": "name",
-        "sent_s": "time", "latency_ms": "number", "ok": "bool", "served_by": "text",
-        "error": "text",
+        "variant": "text", "repetition": "int", "trace_id": "text", "call_id": "text",
+        "parent_id": "text", "client": "text", "service": "name", "intended_s": "time",
+        "sent_s": "number", "latency_ms": "number", "service_ms": "number", "ok": "bool",
+        "served_by": "text", "error": "text",
     },
     "telemetry": {
         "variant": "text", "repetition": "int", "time_s": "time", "sg": "text",
@@ -130,12 +145,36 @@ TABLES: Mapping[str, Mapping[str, str]] = {
     },
 }  # fmt: skip
 
+#: Columns that results from before open-loop load lack, and what they read as there: the
+#: closed-loop client sent each call when it meant to, so intended is sent and the latency
+#: from either is the same; there were no hops.
+OPTIONAL_COLUMNS: Mapping[str, Mapping[str, str]] = {
+    "requests": {
+        "trace_id": "", "call_id": "", "parent_id": "", "intended_s": "sent_s",
+        "service_ms": "latency_ms",
+    },
+}  # fmt: skip
+PREDATES_OPEN_LOOP = (
+    "requests.csv predates open-loop load (no intended_s): a closed-loop client, latency from "
+    "the actual send; calls a stall held up were never made (coordinated omission)"
+)
 OPTIONAL_TABLES = {
     "policy_changes": "install times from the final tables (policies.csv), NaN where replaced",
 }
 WINDOWS = ("before", "during", "after")
 PARTS = ("detect_s", "decide_s", "install_s", "reroute_s")
-METRICS = (*PARTS, *(f"{w}_{m}" for w in WINDOWS for m in ("p50_ms", "p95_ms", "loss")))
+#: the percentiles of summary.csv, and of the ladder of percentiles.csv
+SUMMARY_PERCENTILES = {"p50_ms": 50, "p95_ms": 95, "p99_ms": 99, "p999_ms": 99.9}
+LADDER = {"p50_ms": 50, "p90_ms": 90, "p95_ms": 95, "p99_ms": 99, "p999_ms": 99.9}
+WINDOW_METRICS = ("n", *SUMMARY_PERCENTILES, "loss")
+METRICS = (*PARTS, *(f"{w}_{m}" for w in WINDOWS for m in WINDOW_METRICS))
+#: a percentile with fewer samples above it than this is the maximum of a handful, and moves
+#: with each one of them: it is reported, and flagged
+MIN_TAIL_SAMPLES = 10
+PERCENTILE_KEY = ("variant", "event_index", "action", "target", "at_s", "window", "client",
+                  "service", "depth")  # fmt: skip
+PERCENTILE_COLUMNS = (*PERCENTILE_KEY, "n", "loss", *LADDER, "max_ms", "thin")
+BOUND_ERROR = "in-flight bound"  # dmsc.nodes.workload.BOUND_ERROR
 EVENT_KEY = ("event_index", "action", "target", "at_s")
 SUMMARY_COLUMNS = ("variant", "repetition", *EVENT_KEY, *METRICS)
 AGGREGATE_COLUMNS = ("variant", *EVENT_KEY, "metric", "repetitions", "n", "median", "p95")
@@ -195,6 +234,7 @@ def load_run(folder: Path | str) -> ResultsRun:
     thresholds = _variant_thresholds(metadata["variants"], folder / "metadata.json")
     _check_variants(folder, tables, thresholds)
     notes += _event_notes(tables["events"])
+    notes += _workload_notes(folder, metadata, tables["requests"])
     return ResultsRun(folder, metadata, tables, thresholds, tuple(notes))
 
 
@@ -222,19 +262,22 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
     """One CSV table of the contract, every column parsed; extra columns are ignored."""
     columns = TABLES[name]
     header, lines, rows = _read_csv(path, columns)
-    missing = [c for c in columns if c not in header]
+    optional = OPTIONAL_COLUMNS.get(name, {})
+    missing = [c for c in columns if c not in header and c not in optional]
     if missing:
         raise DmscError(
             f"{path}: missing column(s) {', '.join(missing)}; expected: {', '.join(columns)}"
         )
-    place = {column: header.index(column) for column in columns}
-    return _frame(
-        name,
-        {
-            column: _parse_column(path, column, kind, lines, [r[place[column]] for r in rows])
-            for column, kind in columns.items()
-        },
-    )
+    place = {column: header.index(column) for column in columns if column in header}
+    parsed = {
+        column: _parse_column(path, column, kind, lines, [r[place[column]] for r in rows])
+        for column, kind in columns.items()
+        if column in place
+    }
+    for column, source in optional.items():
+        if column not in parsed:  # an older table: '' or a copy of the column it stands for
+            parsed[column] = list(parsed[source]) if source else [source] * len(rows)
+    return _frame(name, parsed)
 
 
 def _frame(name: str, parsed: Mapping[str, list]) -> pd.DataFrame:
@@ -381,6 +424,34 @@ def _event_notes(events: pd.DataFrame) -> list[str]:
     return notes
 
 
+def _workload_notes(folder: Path, metadata: Mapping, requests: pd.DataFrame) -> list[str]:
+    notes = []
+    if not _has_column(folder / "requests.csv", "intended_s"):
+        notes.append(PREDATES_OPEN_LOOP)
+    for name, variant in metadata["variants"].items():
+        loads = variant.get("workload") or [] if isinstance(variant, Mapping) else []
+        closed = [w for w in loads if isinstance(w, Mapping) and w.get("arrivals") == "closed"]
+        if closed:
+            notes.append(
+                f"{name}: closed-loop client ({', '.join(str(w.get('client')) for w in closed)}): "
+                "latency from the actual send; calls a stall held up were never made "
+                "(coordinated omission)"
+            )
+    refused = requests[requests["error"] == BOUND_ERROR].groupby("variant").size()
+    for name, count in refused.items():
+        notes.append(f"{name}: {count} calls not sent, due while the in-flight bound was out "
+                     "(counted as lost)")  # fmt: skip
+    return notes
+
+
+def _has_column(path: Path, column: str) -> bool:
+    try:
+        with path.open(newline="", encoding="utf-8") as stream:
+            return column in next(csv.reader(stream), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return True  # a missing or unreadable table is reported elsewhere
+
+
 def _as_run(folder: Path | str | ResultsRun) -> ResultsRun:
     return folder if isinstance(folder, ResultsRun) else load_run(folder)
 
@@ -406,12 +477,78 @@ def build_summary(folder: Path | str | ResultsRun) -> pd.DataFrame:
     summary[["repetition", "event_index"]] = summary[["repetition", "event_index"]].astype("int64")
     for column in ("at_s", *METRICS):
         summary[column] = summary[column].astype(float).round(DECIMALS)
+    counts = [f"{w}_n" for w in WINDOWS]
+    summary[counts] = summary[counts].fillna(0).astype("int64")
     return summary
+
+
+def build_percentiles(folder: Path | str | ResultsRun) -> pd.DataFrame:
+    """percentiles.csv: per (variant, degrading event, window) and per hop of the call graph
+    (``client`` calling ``service`` at ``depth``: 0 for the clients' own calls), the latency
+    ladder of every repetition's calls pooled, with ``n``, ``loss`` and the ``thin``
+    percentiles (fewer than MIN_TAIL_SAMPLES samples above them)."""
+    run = _as_run(folder)
+    rows = []
+    for variant in run.variants:
+        calls = run.rows("requests", variant)
+        calls = calls.assign(depth=calls["call_id"].str.count(r"\."))
+        pooled: dict[tuple, list[pd.DataFrame]] = {}
+        for repetition in sorted(set(run.rows("events", variant)["repetition"])):
+            timeline = _timeline(run.rows("events", variant, repetition))
+            mine = calls[calls["repetition"] == repetition]
+            for position, event in enumerate(timeline.itertuples()):
+                if event.action not in CLEARED_BY:
+                    continue
+                windows = _windows(timeline, position)
+                key = tuple(getattr(event, k) for k in EVENT_KEY)
+                for name in WINDOWS:
+                    window = getattr(windows, name)
+                    due = _in(mine, "intended_s", window) if window else mine.iloc[0:0]
+                    pooled.setdefault((*key, name), []).append(due)
+        for (*key, name), frames in pooled.items():
+            due = pd.concat(frames)
+            for (client, service, depth), hop in due.groupby(["client", "service", "depth"]):
+                rows.append(
+                    dict(zip(PERCENTILE_KEY, (variant, *key, name, client, service, depth),
+                             strict=True)) | _ladder(hop)
+                )  # fmt: skip
+    frame = pd.DataFrame(rows, columns=list(PERCENTILE_COLUMNS))
+    for column in ("loss", *LADDER, "max_ms"):
+        frame[column] = frame[column].astype(float).round(3)
+    return frame
+
+
+def _ladder(calls: pd.DataFrame) -> dict[str, Any]:
+    latencies = calls.loc[calls["ok"], "latency_ms"].dropna()
+    return {
+        "n": len(latencies),
+        "loss": float((~calls["ok"]).mean()),
+        **percentiles(latencies, LADDER),
+        "max_ms": float(latencies.max()) if len(latencies) else math.nan,
+        "thin": " ".join(thin(len(latencies), LADDER)),
+    }
+
+
+def latency_notes(summary: pd.DataFrame) -> list[str]:
+    """One line per (variant, window) whose summary percentiles rest on too few samples."""
+    notes = []
+    for (variant,), rows in summary.groupby(["variant"], sort=False):
+        for name in WINDOWS:
+            counts = rows[f"{name}_n"]
+            flagged = [k for k in SUMMARY_PERCENTILES if any(k in thin(n, SUMMARY_PERCENTILES)
+                                                            for n in counts if n)]  # fmt: skip
+            if flagged:
+                labels = ", ".join(LABEL_OF_PERCENTILE[k] for k in flagged)
+                notes.append(
+                    f"{variant}: {labels} {name} rest on fewer than {MIN_TAIL_SAMPLES} samples "
+                    f"above them in some repetitions (n = {counts.min()}-{counts.max()})"
+                )
+    return notes
 
 
 def _repetition_rows(run: ResultsRun, variant: str, repetition: int) -> list[dict]:
     timeline = _timeline(run.rows("events", variant, repetition))
-    requests = run.rows("requests", variant, repetition)
+    requests = front_end(run.rows("requests", variant, repetition))
     services = sorted(set(requests["service"]))
     rows = []
     for position, event in enumerate(timeline.itertuples()):
@@ -475,13 +612,13 @@ def _first_move(requests: pd.DataFrame, windows: _Windows) -> float:
     served = requests[requests["ok"]]
     moves = []
     for _, stream in served.groupby(["client", "service"], sort=True):
-        before = _in(stream, "sent_s", windows.before)
+        before = _in(stream, "intended_s", windows.before)
         if before.empty:
             continue
-        during = _in(stream, "sent_s", windows.during)
+        during = _in(stream, "intended_s", windows.during)
         moved = during[during["served_by"] != main_instance(before)]
         if not moved.empty:
-            moves.append(moved["sent_s"].min())
+            moves.append(moved["intended_s"].min())
     return min(moves, default=math.nan)
 
 
@@ -489,7 +626,7 @@ def main_instance(requests: pd.DataFrame) -> str:
     """The instance that served most of these (successful) requests; a tie: the latest one."""
     counts = requests["served_by"].value_counts()
     top = set(counts[counts == counts.max()].index)
-    ordered = requests.sort_values("sent_s", kind="stable")
+    ordered = requests.sort_values("intended_s", kind="stable")
     return ordered.loc[ordered["served_by"].isin(top), "served_by"].iloc[-1]
 
 
@@ -568,14 +705,34 @@ def _installed(
     return _in(mine, column, (decision["time_s"], until))[column].max()
 
 
+def front_end(requests: pd.DataFrame) -> pd.DataFrame:
+    """The clients' own calls (not the hops their calls caused)."""
+    return requests[requests["parent_id"] == ""]
+
+
+def percentiles(latencies: pd.Series, wanted: Mapping[str, float]) -> dict[str, float]:
+    """Nearest rank: the smallest value with at least q % of the samples at or below it."""
+    if latencies.empty:
+        return dict.fromkeys(wanted, math.nan)
+    ordered = np.sort(latencies.to_numpy(dtype=float))
+    # the rank rounded first: 99.9 % of 1,000 is 999.0000000000001 in floating point
+    ranks = {key: max(1, math.ceil(round(q * len(ordered) / 100, 9))) for key, q in wanted.items()}
+    return {key: float(ordered[rank - 1]) for key, rank in ranks.items()}
+
+
+def thin(n: int, wanted: Mapping[str, float]) -> list[str]:
+    """The percentiles resting on fewer than MIN_TAIL_SAMPLES samples above them."""
+    return [key for key, q in wanted.items() if n * (1 - q / 100) < MIN_TAIL_SAMPLES]
+
+
 def _window_stats(
     requests: pd.DataFrame, window: tuple[float, float] | None, name: str
 ) -> dict[str, float]:
-    sent = _in(requests, "sent_s", window) if window else requests.iloc[0:0]
-    latencies = sent.loc[sent["ok"], "latency_ms"].dropna()
-    p50, p95 = np.percentile(latencies, [50, 95]) if len(latencies) else (math.nan, math.nan)
-    loss = float((~sent["ok"]).mean()) if len(sent) else math.nan
-    return {f"{name}_p50_ms": p50, f"{name}_p95_ms": p95, f"{name}_loss": loss}
+    due = _in(requests, "intended_s", window) if window else requests.iloc[0:0]
+    latencies = due.loc[due["ok"], "latency_ms"].dropna()
+    stats = {"n": len(latencies), **percentiles(latencies, SUMMARY_PERCENTILES)}
+    stats["loss"] = float((~due["ok"]).mean()) if len(due) else math.nan
+    return {f"{name}_{key}": value for key, value in stats.items()}
 
 
 # ---------------------------------------------------------------- over repetitions
@@ -650,14 +807,15 @@ def _cell(median: float, p95: float) -> str:
 
 
 def write_report(folder: Path | str | ResultsRun) -> list[Path]:
-    """summary.csv, latency.png/.pdf, reroute.png/.pdf and report.tex in the folder."""
+    """summary.csv, percentiles.csv, latency.png/.pdf, reroute.png/.pdf and report.tex."""
     run = _as_run(folder)
     plt = _pyplot()
     summary = build_summary(run)
-    tex = report_tex(run, aggregate(summary))
+    ladder = build_percentiles(run)
+    tex = report_tex(run, aggregate(summary), latency_notes(summary))
     figures = {"latency": latency_figure(run), "reroute": reroute_figure(run, summary)}
     try:
-        paths = results.write_tables({"summary": summary}, run.folder)
+        paths = results.write_tables({"summary": summary, "percentiles": ladder}, run.folder)
         for name, figure in figures.items():
             paths += results.write_figure(figure, run.folder, name)
     finally:
@@ -686,7 +844,7 @@ def latency_figure(run: ResultsRun):
     """Latency of every request over time, one row per variant (its first repetition), the
     instance that served as colour, failures as red crosses, the events marked."""
     plt = _pyplot()
-    variants = [v for v in run.variants if not run.rows("requests", v).empty]
+    variants = [v for v in run.variants if not front_end(run.rows("requests", v)).empty]
     figure, axes = plt.subplots(
         max(len(variants), 1), 1, figsize=(10, 1.0 + 2.6 * max(len(variants), 1)), sharex=True,
         squeeze=False,
@@ -699,28 +857,28 @@ def latency_figure(run: ResultsRun):
         axes[0, 0].text(
             0.5, 0.5, "no requests recorded", ha="center", transform=axes[0, 0].transAxes
         )
-    axes[-1, 0].set_xlabel("time since the workload started (s)")
+    axes[-1, 0].set_xlabel("when the call was due, since the workload started (s)")
     handles = {h.get_label(): h for a in axes[:, 0] for h in a.get_legend_handles_labels()[0]}
     if handles:
         figure.legend(handles.values(), handles.keys(), loc="upper right", fontsize=8)
-    figure.suptitle(_title(run, "latency of every request (first repetition)"))
+    figure.suptitle(_title(run, "latency of every call from when it was due (first repetition)"))
     figure.tight_layout(rect=(0, 0, 0.86, 1))
     return figure
 
 
 def _plot_latency(axis, run: ResultsRun, variant: str, colours: Mapping[str, str]) -> None:
-    requests = run.rows("requests", variant)
+    requests = front_end(run.rows("requests", variant))
     repetition = requests["repetition"].min()
     requests = requests[requests["repetition"] == repetition]
     served = requests[requests["ok"]]
     for instance, rows in served.groupby("served_by"):
         colour = colours.get(instance, "grey")
-        axis.scatter(rows["sent_s"], rows["latency_ms"], s=6, color=colour, label=instance)
+        axis.scatter(rows["intended_s"], rows["latency_ms"], s=6, color=colour, label=instance)
     failed = requests[~requests["ok"]]
     if not failed.empty:
         ceiling = max(served["latency_ms"].max(), 1.0) if not served.empty else 1.0
         axis.scatter(
-            failed["sent_s"], [ceiling] * len(failed), marker="x", color="red", s=14,
+            failed["intended_s"], [ceiling] * len(failed), marker="x", color="red", s=14,
             label="failed (at the top)",
         )  # fmt: skip
     if (served["latency_ms"] > 0).any():
@@ -780,10 +938,12 @@ LABELS = {
     **{
         f"{w}_{m}": f"{label} {w}"
         for w in WINDOWS
-        for m, label in (("p50_ms", "p50 latency (ms)"), ("p95_ms", "p95 latency (ms)"),
-                         ("loss", "loss"))
+        for m, label in (("n", "calls measured"), ("p50_ms", "p50 latency (ms)"),
+                         ("p95_ms", "p95 latency (ms)"), ("p99_ms", "p99 latency (ms)"),
+                         ("p999_ms", "p99.9 latency (ms)"), ("loss", "loss"))
     },
 }  # fmt: skip
+LABEL_OF_PERCENTILE = {"p50_ms": "p50", "p95_ms": "p95", "p99_ms": "p99", "p999_ms": "p99.9"}
 
 
 def latex_escape(text: str) -> str:
@@ -800,10 +960,12 @@ def _latex_number(metric: str, value: float) -> str:
         return "--"
     if metric.endswith("_loss"):
         return f"{100 * value:.1f}\\%"
+    if metric.endswith("_n"):
+        return f"{value:.0f}"
     return f"{value:.1f}" if metric.endswith("_ms") else f"{value:.3f}"
 
 
-def report_tex(run: ResultsRun, aggregated: pd.DataFrame) -> str:
+def report_tex(run: ResultsRun, aggregated: pd.DataFrame, warnings: Iterable[str] = ()) -> str:
     """A LaTeX document: per variant a booktabs table, a column pair (median, p95 over
     repetitions) per degrading event, a line per column of summary.csv."""
     lines = [
@@ -815,8 +977,9 @@ def report_tex(run: ResultsRun, aggregated: pd.DataFrame) -> str:
     if not run.complete:
         lines.append(r"\textbf{Incomplete run} (metadata.json: complete is false): the tables "
                      r"hold what was collected before the run stopped.")  # fmt: skip
-    if run.notes:
-        lines += [r"\begin{itemize}", *(rf"\item {latex_escape(n)}" for n in run.notes)]
+    notes = [*run.notes, *warnings]
+    if notes:
+        lines += [r"\begin{itemize}", *(rf"\item {latex_escape(n)}" for n in notes)]
         lines.append(r"\end{itemize}")
     for variant in run.variants:
         lines += _variant_table(run, variant, aggregated[aggregated["variant"] == variant])

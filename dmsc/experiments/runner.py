@@ -27,6 +27,7 @@ from pathlib import Path
 
 from dmsc.errors import DmscError
 from dmsc.experiments.impair import Command, clear_commands, ends_for, impair_commands
+from dmsc.nodes.calls import parent_of, trace_of
 from dmsc.nodes.emulation import SCSC_HOST, EmulatedNetwork
 from dmsc.nodes.mncli import with_threshold_changes
 from dmsc.results import new_results_dir, run_metadata, write_metadata
@@ -37,10 +38,15 @@ TABLES = {
     "requests": (
         "variant",
         "repetition",
+        "trace_id",
+        "call_id",
+        "parent_id",
         "client",
         "service",
+        "intended_s",
         "sent_s",
         "latency_ms",
+        "service_ms",
         "ok",
         "served_by",
         "error",
@@ -279,6 +285,7 @@ class ExperimentRunner:
             timers=variant.timers,
             scsc=probing_for_workload(variant),
             ready_timeout_s=self.ready_timeout_s,
+            calls=variant.calls,
         )
 
     def _variant_on_one_network(self, variant, tables: Tables, recorded) -> None:
@@ -331,6 +338,7 @@ class ExperimentRunner:
         finally:
             _stop_workload(outputs)  # also when interrupted: nothing outlives the run
         rows = self._collect(network, variant, repetition, t0, outputs, since)
+        record["workload"] = self.workload_stats  # each client's bound and how near it came
         rows["events"] = [{**e, "variant": variant.name, "repetition": repetition} for e in events]
         for name, table_rows in rows.items():
             tables.append(name, table_rows)
@@ -407,22 +415,27 @@ class ExperimentRunner:
 
     def _start_workload(self, network, variant, tmp: Path, t0: float, repetition: int):
         outputs = []
+        number = self.experiment.variants.index(variant)
         for index, load in enumerate(variant.workload):
             out = tmp / f"requests-{repetition}-{index}.json"
             command = [
-                sys.executable,
-                "-m",
-                "dmsc.nodes.workload",
-                load.service,
-                "--interval",
-                str(1.0 / load.rate_hz),
-                "--duration",
-                str(self.experiment.duration_s),
-                "--timeout",
-                str(load.timeout_s),
-                "--out",
-                str(out),
-            ]
+                sys.executable, "-m", "dmsc.nodes.workload", load.service,
+                "--rate", repr(load.rate_hz),
+                "--arrivals", load.arrivals,
+                "--duration", repr(self.experiment.duration_s),
+                "--timeout", repr(load.timeout_s),
+                "--protocol", load.protocol,
+                "--connection", load.connection,
+                "--request-bytes", str(load.request_bytes),
+                "--response-bytes", str(load.response_bytes),
+                "--max-in-flight", str(load.bound),
+                # the same arrivals in every variant: variants are compared call for call
+                "--seed", str(arrival_seed(self.experiment.seed, repetition, index)),
+                "--start-at", repr(t0),
+                # unique in the run, so that the hops below a call are found by its id
+                "--trace", f"v{number}r{repetition}c{index}-",
+                "--out", str(out),
+            ]  # fmt: skip
             process = network.hosts[load.client].popen(
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
@@ -564,25 +577,18 @@ class ExperimentRunner:
     def _collect(self, network, variant, repetition: int, t0: float, outputs, since) -> dict:
         base = {"variant": variant.name, "repetition": repetition}
         rows: dict[str, list[dict]] = {name: [] for name in TABLES if name != "events"}
+        traces: set[str] = set()
+        self.workload_stats = []
         for load, out, process in outputs:
-            if not out.exists():
-                error = (
-                    process.stderr.read().decode(errors="replace")[-500:] if process.stderr else ""
-                )
-                raise DmscError(f"the workload of {load.client} wrote nothing: {error}")
-            for request in json.loads(out.read_text()):
-                rows["requests"].append(
-                    {
-                        **base,
-                        "client": load.client,
-                        "service": load.service,
-                        "sent_s": round(request["time"] - t0, 6),
-                        "latency_ms": round(request["latency_ms"], 3),
-                        "ok": request["ok"],
-                        "served_by": request["served_by"],
-                        "error": request["error"],
-                    }
-                )
+            written = _written_requests(load, out, process)
+            self.workload_stats.append(
+                {"client": load.client, "service": load.service}
+                | {k: written[k] for k in ("bound", "most_in_flight", "refused_at_bound")}
+            )
+            for request in written["records"]:
+                traces.add(request["call_id"])
+                rows["requests"].append(_request_row(base, load.client, load.service, request, t0))
+        rows["requests"] += _hop_rows(network, base, traces, t0)
         if variant.scsc is not None:
             for table, convert in (("telemetry", _telemetry_row), ("decisions", _decision_row)):
                 path = network.run_dir / f"scsc-{table}.jsonl"
@@ -623,6 +629,62 @@ class ExperimentRunner:
                             }
                         )
         return rows
+
+
+def arrival_seed(seed: int, repetition: int, index: int) -> int:
+    """The seed of one client's Poisson arrivals: the experiment's seed, the repetition and
+    the client, never the variant."""
+    return random.Random(f"{seed}/{repetition}/{index}").getrandbits(32)
+
+
+def _written_requests(load, out: Path, process) -> dict:
+    if not out.exists():
+        error = process.stderr.read().decode(errors="replace")[-500:] if process.stderr else ""
+        raise DmscError(f"the workload of {load.client} wrote nothing: {error}")
+    try:
+        return json.loads(out.read_text())
+    except json.JSONDecodeError as error:
+        raise DmscError(f"the workload of {load.client} wrote a bad {out.name}: {error}") from None
+
+
+def _request_row(base: dict, client: str, service: str, call: dict, t0: float) -> dict:
+    """A row of requests.csv: a client's call (``parent_id`` '') or a hop below one."""
+
+    def since_t0(at):
+        return "" if at is None else round(at - t0, 6)
+
+    def milliseconds(value):
+        return "" if value is None else round(value, 3)
+
+    return {
+        **base,
+        "trace_id": trace_of(call["call_id"]),
+        "call_id": call["call_id"],
+        "parent_id": parent_of(call["call_id"]),
+        "client": client,
+        "service": service,
+        "intended_s": since_t0(call["intended"]),
+        "sent_s": since_t0(call["sent"]),
+        "latency_ms": milliseconds(call["latency_ms"]),
+        "service_ms": milliseconds(call["service_ms"]),
+        "ok": call["ok"],
+        "served_by": call["served_by"],
+        "error": call["error"],
+    }
+
+
+def _hop_rows(network, base: dict, traces: set[str], t0: float) -> list[dict]:
+    """The calls the pods' services made below this repetition's calls (their hop logs)."""
+    rows = []
+    for path in sorted(network.run_dir.glob("hops-*.jsonl")):
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            try:
+                hop = json.loads(line)
+                if trace_of(hop["call_id"]) in traces:
+                    rows.append(_request_row(base, hop["client"], hop["service"], hop, t0))
+            except (ValueError, KeyError, TypeError) as error:  # a pod died mid-line
+                log.warning("%s:%d: not a hop, left out: %s", path.name, number, error)
+    return sorted(rows, key=lambda row: (row["intended_s"], row["call_id"]))
 
 
 def probing_for_workload(variant):
@@ -719,7 +781,8 @@ def _variant_metadata(variant) -> dict:
         "topology": variant.topology_source,
         "scsc": scsc,
         "timers": asdict(variant.timers),
-        "workload": [asdict(w) for w in variant.workload],
+        "workload": [asdict(w) | {"bound": w.bound} for w in variant.workload],
+        "calls": [asdict(plan) for plan in variant.calls],
         "timeline": [_event_metadata(e) for e in variant.timeline],
     }
 

@@ -17,8 +17,8 @@ Where docs/experiments.md leaves room, this module decides:
   SCSC; for ``pods``: the topology's own placement). Inside ``scsc.thresholds``,
   ``scsc.scheduler`` and ``timers`` null keeps the meaning those owners give it (a limit off,
   telemetry never stale), and in a ``thresholds`` event a null limit switches it off.
-- A variant may change ``topology``, ``pods``, ``workload``, ``scsc``, ``timers`` and
-  ``timeline``; ``duration_s``, ``repetitions`` and ``seed`` are the experiment's, so that
+- A variant may change ``topology``, ``pods``, ``workload``, ``calls``, ``scsc``, ``timers``
+  and ``timeline``; ``duration_s``, ``repetitions`` and ``seed`` are the experiment's, so that
   variants are compared on the same footing (``Variant`` repeats them). It is a deep
   merge: mappings merge key by key, anything else (lists, numbers, null) replaces. The base is
   checked too, and errors in a variant are reported under ``variants[i].`` followed by the
@@ -53,18 +53,48 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import yaml
 
 from dmsc.controllers.decision import SchedulerConfig
 from dmsc.controllers.thresholds import Thresholds, ThresholdTable
 from dmsc.errors import ConfigError, InvalidName
 from dmsc.names import ServiceName
+from dmsc.nodes.calls import MAX_BYTES, MAX_UDP_BYTES, PROTOCOLS
+from dmsc.nodes.config import CallsConfig
 from dmsc.nodes.emulation import ScscOptions
+from dmsc.nodes.workload import ARRIVALS, CONNECTIONS, default_bound
 from dmsc.routing.config import LinkStateTimers
 from dmsc.topologies import BUILT_IN
 from dmsc.topologies.builders import build_topology
 from dmsc.topologies.spec import PodSpec, TopologySpec
 from dmsc.topologies.zoo import ALIASES, TOPOHUB, is_topohub
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """One client: ``client`` (a pod) calls ``service`` at ``rate_hz`` calls a second, open
+    loop (``constant`` or ``poisson`` arrivals) or closed loop (``closed``), as
+    :mod:`dmsc.nodes.workload` does. ``max_in_flight`` None: ``rate_hz * timeout_s + 1``."""
+
+    client: str
+    service: str
+    rate_hz: float = 10.0
+    arrivals: str = "constant"
+    protocol: str = "http"
+    connection: str = "keep-alive"
+    timeout_s: float = 1.0
+    request_bytes: int = 0
+    response_bytes: int = 0
+    max_in_flight: int | None = None
+
+    @property
+    def bound(self) -> int:
+        """The calls it may have in flight (open loop; a closed loop has one)."""
+        if self.arrivals == "closed":
+            return 1
+        return self.max_in_flight or default_bound(self.rate_hz, self.timeout_s)
+
 
 TOPOLOGIES = (*BUILT_IN, *ALIASES)
 NAME = re.compile(r"[a-z0-9-]+\Z")
@@ -77,6 +107,7 @@ SETTINGS_KEYS = (
     "topology",
     "pods",
     "workload",
+    "calls",
     "scsc",
     "timers",
     "duration_s",
@@ -90,8 +121,8 @@ TOP_REQUIRED = ("name", "topology", "workload", "duration_s")
 SHARED_KEYS = ("duration_s", "repetitions", "seed")
 VARIANT_KEYS = ("name", *(key for key in SETTINGS_KEYS if key not in SHARED_KEYS))
 POD_KEYS = ("name", "gateway", "instances", "unauthorized")
-WORKLOAD_KEYS = ("client", "service", "rate_hz", "protocol", "timeout_s")
-PROTOCOLS = ("http",)  # what dmsc.nodes.workload sends
+WORKLOAD_KEYS = tuple(each.name for each in fields(WorkloadSpec))
+CALLS_KEYS = ("calls", "parallel", "timeout_s")
 TIMER_KEYS = tuple(each.name for each in fields(LinkStateTimers))
 SCHEDULER_KEYS = tuple(each.name for each in fields(SchedulerConfig))
 THRESHOLD_KEYS = tuple(each.name for each in fields(Thresholds))
@@ -246,17 +277,6 @@ class Event:
 
 
 @dataclass(frozen=True)
-class WorkloadSpec:
-    """One client: ``client`` (a pod) calls ``service`` at ``rate_hz`` requests a second."""
-
-    client: str
-    service: str
-    rate_hz: float = 10.0
-    protocol: str = "http"
-    timeout_s: float = 1.0
-
-
-@dataclass(frozen=True)
 class Variant:
     """Every setting of one variant, resolved and checked; what the runner runs."""
 
@@ -272,6 +292,7 @@ class Variant:
     repetitions: int
     seed: int
     timeline: tuple[Event, ...]  # in time order, ties in file order
+    calls: tuple[CallsConfig, ...] = ()  # the call graph: what each service calls
     changes: Mapping[str, Any] = field(default_factory=dict)  # the variant's keys, as written
     is_base: bool = True  # no change from the base settings
     dropped: tuple[Event, ...] = ()  # base SCSC events left out: this variant has no SCSC
@@ -392,10 +413,10 @@ def describe(experiment: Experiment) -> str:
         f"topology {experiment.topology_source}: {len(spec.gateways)} SGs, "
         f"{len(spec.routers)} SRs, {len(spec.links)} links, {len(spec.pods)} pods"
     )
-    lines.append(
-        "workload: "
-        + "; ".join(f"{w.client} -> {w.service} at {w.rate_hz:g}/s" for w in experiment.workload)
-    )
+    lines.append("workload: " + "; ".join(_load_text(w) for w in experiment.workload))
+    for plan in experiment.variants[0].calls:
+        how = "at once" if plan.parallel else "in turn"
+        lines.append(f"  {plan.service} calls {', '.join(plan.calls)} {how}")
     lines.append("variants: " + ", ".join(_variant_text(v) for v in experiment.variants))
     total = sum(v.repetitions * v.duration_s for v in experiment.variants)
     lines.append(
@@ -407,6 +428,14 @@ def describe(experiment: Experiment) -> str:
     lines.append(f"timeline: {len(experiment.timeline)} events")
     lines += [f"  {event.describe()}" for event in experiment.timeline]
     return "\n".join(lines)
+
+
+def _load_text(load: WorkloadSpec) -> str:
+    pacing = "closed loop" if load.arrivals == "closed" else f"{load.arrivals} arrivals"
+    return (
+        f"{load.client} -> {load.service} at {load.rate_hz:g}/s ({load.protocol}, {pacing}, "
+        f"at most {load.bound} in flight)"
+    )
 
 
 def thresholds_after(current: Mapping[str, Any], event: Event) -> dict[str, Any]:
@@ -638,6 +667,7 @@ def _resolve(
         imported = mapping["topology"] not in BUILT_IN  # TopoHub or GraphML
         spec = _place_pods(ctx, spec, imported, mapping["pods"], _at(prefix, "pods"))
     workload = _workload(ctx, mapping.get("workload"), _at(prefix, "workload"), spec)
+    calls = _calls(ctx, mapping.get("calls"), _at(prefix, "calls"), spec)
     scsc = _scsc(ctx, mapping.get("scsc"), _at(prefix, "scsc"), spec)
     timers = _timers(ctx, mapping.get("timers"), _at(prefix, "timers"))
     duration = _number(ctx, mapping.get("duration_s"), _at(prefix, "duration_s"), "> 0", _positive)
@@ -673,6 +703,7 @@ def _resolve(
         repetitions=repetitions,
         seed=seed,
         timeline=timeline,
+        calls=calls,
         changes=copy.deepcopy(dict(changes)),
         is_base=not changes,
         dropped=dropped,
@@ -852,16 +883,71 @@ def _workload(ctx: _Context, value: Any, path: str, spec: TopologySpec) -> tuple
         def get(key: str, data: dict = data) -> Any:
             return _or(data.get(key), defaults[key])
 
+        protocol = _choice(ctx, get("protocol"), _at(where, "protocol"), PROTOCOLS)
+        largest = MAX_UDP_BYTES if protocol == "udp" else MAX_BYTES
+        sizes = {
+            key: _number(ctx, get(key), _at(where, key), f"from 0 to {largest} ({protocol})",
+                         lambda v, largest=largest: 0 <= v <= largest, integer=True)
+            for key in ("request_bytes", "response_bytes")
+        }  # fmt: skip
+        bound = get("max_in_flight")
         result.append(
             WorkloadSpec(
                 client=client,
                 service=service,
                 rate_hz=_number(ctx, get("rate_hz"), _at(where, "rate_hz"), "> 0", _positive),
-                protocol=_choice(ctx, get("protocol"), _at(where, "protocol"), PROTOCOLS),
+                arrivals=_choice(ctx, get("arrivals"), _at(where, "arrivals"), ARRIVALS),
+                protocol=protocol,
+                connection=_choice(ctx, get("connection"), _at(where, "connection"), CONNECTIONS),
                 timeout_s=_number(ctx, get("timeout_s"), _at(where, "timeout_s"), "> 0", _positive),
+                max_in_flight=None
+                if bound is None
+                else _number(ctx, bound, _at(where, "max_in_flight"), ">= 1", _positive, True),
+                **sizes,
             )
         )
     return tuple(result)
+
+
+def _calls(ctx: _Context, value: Any, path: str, spec: TopologySpec) -> tuple[CallsConfig, ...]:
+    """``calls: {/A: {calls: [/B, /C/3], parallel: false, timeout_s: 0.5}}`` (or ``/A: [/B]``):
+    what a service's instances call before they answer; the graph must have no cycle."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ctx.error(
+            path, f"expected a mapping of services to what they call, got {_kind(value)}"
+        )
+    result, graph = [], nx.DiGraph()
+    for key, raw in value.items():
+        where = f"{path}[{key}]"
+        service = _offered_service(ctx, key, where, spec, ancestors=False)
+        if ServiceName.parse(service).depth != 1:
+            raise ctx.error(
+                where, f"{service} is an instance: name its service, as /{service.split('/')[1]}"
+            )
+        data = (
+            {"calls": raw}
+            if isinstance(raw, list)
+            else _mapping(ctx, raw, where, CALLS_KEYS, ("calls",))
+        )
+        targets = tuple(
+            _offered_service(ctx, target, _item(_at(where, "calls"), j), spec, ancestors=False)
+            for j, target in enumerate(_list(ctx, data["calls"], _at(where, "calls"), least=1))
+        )
+        timeout = _number(
+            ctx, _or(data.get("timeout_s"), 1.0), _at(where, "timeout_s"), "> 0", _positive
+        )
+        parallel = _flag(ctx, _or(data.get("parallel"), False), _at(where, "parallel"))
+        result.append(CallsConfig(service, targets, parallel, max(1, round(timeout * 1000))))
+        for target in targets:
+            graph.add_edge(service, "/" + target.split("/")[1])
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return tuple(result)
+    loop = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
+    raise ctx.error(path, f"the call graph has a cycle: {loop} (a call would never end)")
 
 
 def _scsc(ctx: _Context, value: Any, path: str, spec: TopologySpec) -> ScscOptions | None:

@@ -134,6 +134,29 @@ POD_SERVICES = ("udp-echo", "tcp-echo", "http")
 
 
 @dataclass(frozen=True)
+class CallsConfig:
+    """What a pod's instance of ``service`` calls before it answers (the experiment's call
+    graph): ``calls`` in order, or all at once when ``parallel``; each may take ``timeout_ms``.
+    The answer fails (HTTP 502) when one of them does."""
+
+    service: str  # e.g. "/A": its instances here (/A/1) and its anycast name
+    calls: tuple[str, ...]
+    parallel: bool = False
+    timeout_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in (self.service, *self.calls):
+            try:
+                ServiceName.parse(name)
+            except InvalidName as error:
+                raise ConfigError(f"calls of {self.service}: {error}") from None
+        if not self.calls:
+            raise ConfigError(f"calls of {self.service}: no call")
+        if self.timeout_ms <= 0:
+            raise ConfigError(f"calls of {self.service}: timeout_ms must be above 0")
+
+
+@dataclass(frozen=True)
 class PodConfig:
     pod_id: str
     interface: str
@@ -144,6 +167,8 @@ class PodConfig:
     lease_ms: int = 6_000
     admin_socket: str = ""
     extra_claims: tuple[str, ...] = ()  # claimed without hosting them (tests of the SPA)
+    calls: tuple[CallsConfig, ...] = ()  # the services that call others (a call graph)
+    hop_log: str = ""  # JSON lines, one per call this pod's services make ('': not written)
 
     def __post_init__(self) -> None:
         if bool(self.key_label) == bool(self.key_file):

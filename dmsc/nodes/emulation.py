@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dmsc.errors import DmscError
+from dmsc.names import ServiceName
 from dmsc.nodes import admin
 from dmsc.nodes import config as node_config
 from dmsc.nodes.config import (
     EDGE_PEER_LINK_LOCAL,
     GATEWAY_LINK_LOCAL,
     SPA_PORT,
+    CallsConfig,
     InstanceConfig,
     PodConfig,
     RouterConfig,
@@ -140,6 +142,8 @@ class EmulatedNetwork:
     #: pods'. None: fresh random keys for this run, in the run directory. A directory a user
     #: gives keeps the keys it holds; the missing ones are created there (docs/security.md).
     keys_dir: Path | None = None
+    #: the call graph: the pods offering each service make its calls before they answer
+    calls: tuple[CallsConfig, ...] = ()
 
     def __post_init__(self) -> None:
         self.net = None
@@ -492,6 +496,8 @@ class EmulatedNetwork:
                 key_file=str(self.key_path(pod.name)),
                 admin_socket=self.admin_socket(pod.name),
                 extra_claims=pod.unauthorized,
+                calls=self._calls_of(pod),
+                hop_log=str(self.hop_log(pod.name)),
             )
             node_config.write(config, self._config_path(pod.name))
             command = [
@@ -509,6 +515,14 @@ class EmulatedNetwork:
                 f"{pod.name} announced",
                 self.ready_timeout_s,
             )
+
+    def _calls_of(self, pod) -> tuple[CallsConfig, ...]:
+        services = {str(ServiceName.parse(i).parent) for i in pod.instances}
+        return tuple(plan for plan in self.calls if plan.service in services)
+
+    def hop_log(self, pod: str) -> Path:
+        """Where ``pod`` logs the calls its services make (JSON lines, appended)."""
+        return self.run_dir / f"hops-{pod}.jsonl"
 
     def _pod_announced(self, name: str) -> bool:
         try:

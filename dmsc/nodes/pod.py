@@ -3,25 +3,23 @@
 For each instance (``/B/4``) the pod owns the instance address and its service's anycast
 address (``/B``), configured on its link to the SG; its default route goes via the SG
 (``fe80::1``) with the first instance address as source, so replies come back to this pod and
-not to the nearest holder of an anycast address. Services: UDP and TCP echo (port 7) and a small
-HTTP service (port 80) that says which pod and instance answered; a STAMP reflector (UDP 862)
-answers its SG's probes.
+not to the nearest holder of an anycast address. Services: UDP and TCP echo (port 7), the
+request/response service on port 80 over HTTP and UDP (:mod:`dmsc.nodes.services`: it says which
+pod and address answered, and calls the services the call graph names), and a STAMP reflector
+(UDP 862) that answers its SG's probes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 
@@ -31,13 +29,13 @@ from dmsc.names import ServiceName, name_address
 from dmsc.nodes.admin import serve_admin
 from dmsc.nodes.config import GATEWAY_LINK_LOCAL, POD_GATEWAY_PORT, PodConfig
 from dmsc.nodes.linkio import SO_TIMESTAMPNS, hardware_address, kernel_receive_time
+from dmsc.nodes.services import Answerer, HopLog, HttpService, UdpService, owned_addresses
 from dmsc.proto import dmsc_pb2, dmsc_pb2_grpc
 from dmsc.spa.claims import sign_claim, sign_withdrawal
 from dmsc.spa.keys import demo_private_key, load_private_key
 
 log = logging.getLogger(__name__)
 ECHO_PORT = 7
-HTTP_PORT = 80
 #: gRPC backs off reconnection up to 2 minutes by default; a restarted SG should hear from its
 #: pods within about a second, well inside their lease.
 RECONNECT_OPTIONS = (
@@ -101,28 +99,6 @@ async def tcp_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
         pass
     finally:
         writer.close()
-
-
-class DualStackHTTPServer(ThreadingHTTPServer):
-    address_family = 10  # AF_INET6
-    daemon_threads = True
-
-
-def http_handler(pod_id: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            local = self.connection.getsockname()[0]
-            body = json.dumps({"pod": pod_id, "address": local, "path": self.path}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    return Handler
 
 
 class StampReflectorEndpoint:
@@ -253,11 +229,13 @@ class Pod:
         if "tcp-echo" in wanted:
             server = await asyncio.start_server(tcp_echo, "::", ECHO_PORT)
             self._cleanups.append(server.close)
-        if "http" in wanted:
-            httpd = DualStackHTTPServer(("::", HTTP_PORT), http_handler(self.config.pod_id))
-            threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
-            self._cleanups.append(httpd.server_close)
-            self._cleanups.append(httpd.shutdown)
+        if "http" in wanted:  # the request/response service: HTTP, and UDP on the same port
+            hops = HopLog(self.config.hop_log)
+            self._cleanups.append(hops.close)
+            answerer = Answerer(self.config.pod_id, owned_addresses(owned_names(self.config)),
+                                self.config.calls, hops, self.clock)  # fmt: skip
+            self._cleanups.append(HttpService(answerer).start())
+            self._cleanups.append(UdpService(answerer).start())
 
     async def announce(self) -> dmsc_pb2.AnnounceReply:
         now = self.clock()

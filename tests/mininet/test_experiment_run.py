@@ -68,7 +68,8 @@ def test_a_link_failure_experiment_writes_every_table_and_figure(tmp_path):
     requests = tables["requests"]
     assert set(requests["variant"]) == {"routing-only", "scsc"}
     for _, per_variant in requests.groupby("variant"):
-        assert len(per_variant) > 150  # 12 s at 20/s, a few lost to the cut's timeouts
+        # open loop: 12 s at 20/s whatever the cut did (a few slots pass while it starts)
+        assert 220 <= len(per_variant) <= 240
         assert per_variant["ok"].mean() > 0.9
     events = tables["events"]
     assert list(events["action"]) == ["link_down", "link_up"] * 2
@@ -126,12 +127,12 @@ def test_on_a_reused_network_every_repetition_starts_from_routings_choice(tmp_pa
     changes = pd.read_csv(folder / "policy_changes.csv")
     for repetition in (0, 1):
         mine = requests[requests["repetition"] == repetition]
-        before = mine[mine["sent_s"] < 4]
+        before = mine[mine["intended_s"] < 4]
         assert len(before) > 50 and (before["served_by"] == "pod4").all(), repetition
         moved = decisions[decisions["repetition"] == repetition].iloc[0]
         assert (moved["old_instance"], moved["new_instance"]) == ("/B/4", "/B/1")
         assert 4 < moved["time_s"] < 8, repetition
-        late = mine[mine["sent_s"] > moved["time_s"] + 1]
+        late = mine[mine["intended_s"] > moved["time_s"] + 1]
         assert (late["served_by"] == "pod1").mean() > 0.95, repetition
         added = changes[(changes["repetition"] == repetition) & (changes["change"] == "add")]
         first_adds = added.groupby("node")["time_s"].min()  # sg2 and the routers on the path

@@ -39,23 +39,27 @@ DATA = Path(__file__).parent / "data"
 DELAY, INCOMPLETE = DATA / "results-delay", DATA / "results-incomplete"
 NAN = math.nan
 
-# p95 of eight 5 ms and one 102 ms: position 0.95 * 8 = 7.6 -> 5 + 0.6 * 97
+# Percentiles are nearest rank: p95 of nine samples is the 9th smallest (ceil(0.95 * 9)).
+# before: 25 calls of 2 ms; during: 10 due, one failed, eight 5 ms and one 102 ms.
 SCSC_0 = {
     "detect_s": 0.3, "decide_s": 0.5, "install_s": 0.6, "reroute_s": 0.8,
-    "before_p50_ms": 2.0, "before_p95_ms": 2.0, "before_loss": 0.0,
-    "during_p50_ms": 5.0, "during_p95_ms": 63.2, "during_loss": 0.1,
-    "after_p50_ms": 2.0, "after_p95_ms": 5.0, "after_loss": 0.0,  # [2, 2, 2, 5, 5]
+    "before_n": 25, "before_p50_ms": 2.0, "before_p95_ms": 2.0, "before_p999_ms": 2.0,
+    "before_loss": 0.0,
+    "during_n": 9, "during_p50_ms": 5.0, "during_p95_ms": 102.0, "during_p99_ms": 102.0,
+    "during_loss": 0.1,
+    "after_n": 5, "after_p50_ms": 2.0, "after_p95_ms": 5.0, "after_loss": 0.0,  # [2, 2, 2, 5, 5]
 }  # fmt: skip
 SCSC_1 = {
     "detect_s": 0.5, "decide_s": 0.9, "install_s": 1.0, "reroute_s": 1.2,
     "before_p50_ms": 2.0, "before_p95_ms": 2.0, "before_loss": 0.0,
-    "during_p50_ms": 5.0, "during_p95_ms": 102.0, "during_loss": 0.1,  # 7 x 5, 2 x 102
+    # during: 7 x 5, 2 x 102
+    "during_n": 9, "during_p50_ms": 5.0, "during_p95_ms": 102.0, "during_loss": 0.1,
     "after_p50_ms": 5.0, "after_p95_ms": 5.0, "after_loss": 0.0,
 }  # fmt: skip
 ROUTING_ONLY = {
     "detect_s": NAN, "decide_s": NAN, "install_s": NAN, "reroute_s": NAN,
     "before_p50_ms": 2.0, "before_p95_ms": 2.0, "before_loss": 0.0,
-    "during_p50_ms": 102.0, "during_p95_ms": 102.0, "during_loss": 0.0,
+    "during_n": 10, "during_p50_ms": 102.0, "during_p95_ms": 102.0, "during_loss": 0.0,
     "after_p50_ms": 2.0, "after_p95_ms": 2.0, "after_loss": 0.0,
 }  # fmt: skip
 
@@ -130,7 +134,7 @@ def test_durations_count_from_when_the_event_was_applied(tmp_path):
     assert result["at_s"] == 10.0
     assert_values(result, {"detect_s": 0.2, "decide_s": 0.4, "install_s": 0.5, "reroute_s": 0.7})
     # during starts at 10.1: one failure and eight 5 ms answers; the 102 ms one is before
-    assert_values(result, {"during_loss": 1 / 9, "during_p95_ms": 5.0})
+    assert_values(result, {"during_loss": 1 / 9, "during_p95_ms": 5.0, "during_n": 8})
 
 
 def test_policies_of_the_pairs_next_decision_are_not_this_ones(tmp_path):
@@ -193,8 +197,88 @@ def test_a_failed_event_is_left_out_and_noted(tmp_path):
     assert any("impair sr2-sg4 at 10 s failed (RTNETLINK answers: busy)" in n for n in run.notes)
 
 
+def test_windows_are_by_when_a_call_was_due_not_when_it_left(tmp_path):
+    folder = copy(DELAY, tmp_path)
+    # the last call due before the impairment left late, inside it: it still counts before
+    edit(folder, "requests.csv", "/B,9.6,9.6,2.0,2.0", "/B,9.6,10.5,2.0,2.0")
+    assert_values(row(report.build_summary(folder), "scsc"), SCSC_0)
+
+
+def test_hops_below_the_clients_calls_are_in_percentiles_not_in_the_summary(tmp_path):
+    folder = copy(DELAY, tmp_path)
+    for k, latency in enumerate((90.0, 95.0, 400.0)):  # pod4's calls to /C while answering
+        append(folder, "requests.csv", f"scsc,0,v0r0c0-25,v0r0c0-25.{k},v0r0c0-25,pod4,/C,"
+                                       f"10.{k},10.{k},{latency},{latency},True,pod1,")  # fmt: skip
+    assert_values(row(report.build_summary(folder), "scsc"), SCSC_0)
+    ladder = report.build_percentiles(folder)
+    hops = ladder[(ladder["variant"] == "scsc") & (ladder["depth"] == 1)]
+    assert list(zip(hops["window"], hops["client"], hops["service"], hops["n"], strict=True)) == [
+        ("during", "pod4", "/C", 3),
+    ]
+    assert hops.iloc[0]["p50_ms"] == 95.0 and hops.iloc[0]["max_ms"] == 400.0
+    front = ladder[(ladder["variant"] == "scsc") & (ladder["depth"] == 0)]
+    during = front[front["window"] == "during"].iloc[0]
+    # both repetitions pooled: 9 + 9 successful calls, 2 of 20 failed
+    assert (during["n"], during["loss"], during["max_ms"]) == (18, 0.1, 102.0)
+    assert during["thin"] == "p50_ms p90_ms p95_ms p99_ms p999_ms"  # 18 samples: all thin
+
+
+def test_percentiles_are_nearest_rank_and_flagged_when_thin():
+    ladder = report.percentiles(pd.Series(range(1, 1001), dtype=float), report.LADDER)
+    assert ladder == {"p50_ms": 500, "p90_ms": 900, "p95_ms": 950, "p99_ms": 990, "p999_ms": 999}
+    assert report.thin(1000, report.LADDER) == ["p999_ms"]  # one sample above p99.9
+    assert report.thin(200, report.SUMMARY_PERCENTILES) == ["p99_ms", "p999_ms"]
+    assert report.thin(199, report.SUMMARY_PERCENTILES) == ["p95_ms", "p99_ms", "p999_ms"]
+    assert all(math.isnan(v) for v in report.percentiles(pd.Series([], dtype=float),
+                                                          report.LADDER).values())  # fmt: skip
+
+
+def test_thin_summary_percentiles_are_noted_per_variant_and_window():
+    notes = report.latency_notes(report.build_summary(DELAY))
+    assert "scsc: p95, p99, p99.9 before rest on fewer than 10 samples above them in some " \
+           "repetitions (n = 25-25)" in notes  # fmt: skip
+    assert len(notes) == 6  # two variants, three windows
+
+
+def test_calls_refused_at_the_bound_are_losses_and_noted(tmp_path):
+    folder = copy(DELAY, tmp_path)
+    edit(folder, "requests.csv", "/B,11.2,11.2,5.0,5.0,True,pod1,", "/B,11.2,,12.2,,False,,"
+                                                                 "in-flight bound")  # fmt: skip
+    run = report.load_run(folder)
+    assert "scsc: 1 calls not sent, due while the in-flight bound was out (counted as lost)" in (
+        run.notes
+    )
+    assert_values(row(report.build_summary(run), "scsc"), {"during_loss": 0.2, "during_n": 8})
+
+
+def test_results_from_before_open_loop_load_still_load_and_say_so(tmp_path):
+    folder = copy(DELAY, tmp_path)
+    frame = pd.read_csv(folder / "requests.csv", keep_default_na=False, dtype=str)
+    old = ["variant", "repetition", "client", "service", "sent_s", "latency_ms", "ok",
+           "served_by", "error"]  # fmt: skip
+    frame[old].to_csv(folder / "requests.csv", index=False)
+    run = report.load_run(folder)
+    assert report.PREDATES_OPEN_LOOP in run.notes
+    assert_values(row(report.build_summary(run), "scsc"), SCSC_0)
+    requests = run.tables["requests"]
+    assert (requests["intended_s"] == requests["sent_s"]).all()
+    assert (requests["parent_id"] == "").all()
+
+
+def test_a_closed_loop_variant_is_noted(tmp_path):
+    folder = copy(DELAY, tmp_path)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["variants"]["routing-only"]["workload"] = [{"client": "pod2", "arrivals": "closed"}]
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    notes = report.load_run(folder).notes
+    assert [n for n in notes if "closed-loop" in n] == [
+        "routing-only: closed-loop client (pod2): latency from the actual send; calls a stall "
+        "held up were never made (coordinated omission)"
+    ]
+
+
 def test_main_instance_is_the_most_frequent_then_the_latest():
-    requests = pd.DataFrame({"sent_s": [1.0, 2.0, 3.0, 4.0], "served_by": list("abba")})
+    requests = pd.DataFrame({"intended_s": [1.0, 2.0, 3.0, 4.0], "served_by": list("abba")})
     assert report.main_instance(requests) == "a"  # two each: a served last
     assert report.main_instance(requests.iloc[:3]) == "b"
 
@@ -209,7 +293,8 @@ def test_aggregate_takes_median_and_p95_over_repetitions():
         ("scsc", "decide_s"): (0.7, 0.88),
         ("scsc", "install_s"): (0.8, 0.98),
         ("scsc", "reroute_s"): (1.0, 1.18),
-        ("scsc", "during_p95_ms"): (82.6, 63.2 + 0.95 * 38.8),
+        ("scsc", "during_p95_ms"): (102.0, 102.0),
+        ("scsc", "during_n"): (9, 9),
     }
     for key, (median, p95) in expected.items():
         assert table.loc[key, "median"] == pytest.approx(median), key
@@ -246,7 +331,8 @@ def test_write_report_writes_summary_figures_and_latex(tmp_path):
     folder = copy(DELAY, tmp_path)
     paths = report.write_report(folder)
     assert [p.name for p in paths] == [
-        "summary.csv", "latency.png", "latency.pdf", "reroute.png", "reroute.pdf", "report.tex",
+        "summary.csv", "percentiles.csv", "latency.png", "latency.pdf", "reroute.png",
+        "reroute.pdf", "report.tex",
     ]  # fmt: skip
     assert all(p.parent == folder and p.stat().st_size > 0 for p in paths)
     assert (folder / "latency.png").read_bytes().startswith(b"\x89PNG")
@@ -308,9 +394,7 @@ def test_the_cli_with_one_folder_writes_no_comparison(tmp_path, capsys, monkeypa
     folder = copy(DELAY, tmp_path)
     assert main(["report", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert (
-        "reroute_s          1 (1.18)" in out and "moved                   2/2          0/1" in out
-    )
+    assert "reroute_s         1 (1.18)" in out and "moved                  2/2          0/1" in out
     assert not (tmp_path / "comparison.csv").exists()
 
 
@@ -339,11 +423,11 @@ BAD_INPUTS = {
     "empty table": (_write("events.csv", ""), "events.csv: empty; expected a header line: variant"),
     "short row": (
         lambda f: append(f, "requests.csv", "scsc,0,pod2"),
-        "requests.csv: line 122: 3 fields, but the header has 9",
+        "requests.csv: line 122: 3 fields, but the header has 14",
     ),
     "missing column": (
         lambda f: edit(f, "requests.csv", "sent_s", "sent"),
-        "requests.csv: missing column(s) sent_s; expected: variant, repetition, client",
+        "requests.csv: missing column(s) sent_s; expected: variant, repetition, trace_id",
     ),
     "column twice": (
         lambda f: edit(f, "policies.csv", "packets", "node"),

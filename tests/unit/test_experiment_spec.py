@@ -22,6 +22,7 @@ from dmsc.experiments import (
     load_experiment,
     thresholds_after,
 )
+from dmsc.nodes.config import CallsConfig
 from dmsc.routing.config import LinkStateTimers
 
 SHIPPED = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
@@ -138,9 +139,10 @@ def test_full_example_loads_with_every_setting(tmp_path):
         ("pod4", "sg4"),
     ]
     assert experiment.workload == (
-        WorkloadSpec("pod2", "/B", 50, "http", 1.0),
-        WorkloadSpec("pod1", "/C", 10.0, "http", 1.0),
+        WorkloadSpec("pod2", "/B", 50, protocol="http", timeout_s=1.0),
+        WorkloadSpec("pod1", "/C", 10.0, protocol="http", timeout_s=1.0),
     )
+    assert [w.bound for w in experiment.workload] == [51, 11]  # rate x timeout + 1
     scsc = experiment.scsc
     assert scsc is not None
     assert scsc.thresholds["default"] == {"max_delay_ms": 50, "max_loss": 0.3}
@@ -376,7 +378,10 @@ def test_describe_names_the_essentials(tmp_path):
     lines = text.splitlines()
     assert lines[0].startswith("delay-reroute: A delay on the path")
     assert "topology figure2: 4 SGs, 3 SRs, 9 links, 3 pods" in lines
-    assert "workload: pod2 -> /B at 50/s; pod1 -> /C at 10/s" in lines
+    assert (
+        "workload: pod2 -> /B at 50/s (http, constant arrivals, at most 51 in flight); "
+        "pod1 -> /C at 10/s (http, constant arrivals, at most 11 in flight)"
+    ) in lines
     assert "routing-only {scsc: null}" in text and "scsc (the base)" in text
     assert "10 repetitions of 40 s, seed 1; 26.7 min of workload in all" in lines
     assert "  10 s impair sr2-sg4: delay 100 ms ± 0 ms, loss 0" in lines
@@ -385,6 +390,34 @@ def test_describe_names_the_essentials(tmp_path):
     kept = load_experiment(tmp_path / "delay.yaml", netem_available=True)
     text = describe(dataclasses.replace(kept, reuse_network=True))
     assert "one network per variant, reset between repetitions (reuse_network)" in text
+
+
+def test_a_call_graph_and_open_loop_settings_load_as_written():
+    experiment = load(
+        build(
+            MIN,
+            workload=[
+                {"client": "pod2", "service": "/A", "rate_hz": 50, "arrivals": "poisson",
+                 "protocol": "udp", "request_bytes": 100, "response_bytes": 1200},
+                {"client": "pod3", "service": "/A/4", "arrivals": "closed", "connection": "new"},
+            ],
+            calls={"/A": {"calls": ["/B", "/C/3"], "parallel": True, "timeout_s": 0.25},
+                   "/B": ["/C"]},
+        )
+    )  # fmt: skip
+    variant = experiment.variants[0]
+    udp, closed = variant.workload
+    assert (udp.arrivals, udp.protocol, udp.request_bytes, udp.response_bytes) == (
+        "poisson", "udp", 100, 1200,
+    )  # fmt: skip
+    assert udp.bound == 51 and closed.bound == 1 and closed.connection == "new"
+    assert variant.calls == (
+        CallsConfig("/A", ("/B", "/C/3"), parallel=True, timeout_ms=250),
+        CallsConfig("/B", ("/C",), parallel=False, timeout_ms=1000),
+    )
+    text = describe(experiment)
+    assert "  /A calls /B, /C/3 at once" in text and "  /B calls /C in turn" in text
+    assert "pod3 -> /A/4 at 10/s (http, closed loop, at most 1 in flight)" in text
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
@@ -431,7 +464,10 @@ def test_a_graphml_path_is_relative_to_the_experiment_file(tmp_path):
 
 # ---------------------------------------------------------------- one test per rule
 
-TOP = "name, description, topology, pods, workload, scsc, timers, duration_s, repetitions, seed"
+TOP = (
+    "name, description, topology, pods, workload, calls, scsc, timers, duration_s, repetitions, "
+    "seed"
+)
 ACTIONS = (
     "impair, clear, link_down, link_up, node_crash, node_restart, scsc_stop, scsc_start, thresholds"
 )
@@ -512,7 +548,8 @@ CASES = [
     ({"workload": []}, "workload: needs at least 1 entry"),
     (
         {"workload": [{"client": "pod2", "service": "/B", "rate": 5}]},
-        "workload[0].rate: unknown key (known: client, service, rate_hz, protocol, timeout_s)",
+        "workload[0].rate: unknown key (known: client, service, rate_hz, arrivals, protocol, "
+        "connection, timeout_s, request_bytes, response_bytes, max_in_flight)",
     ),
     (
         {"workload": [{"client": "pod9", "service": "/B"}]},
@@ -531,8 +568,60 @@ CASES = [
         "workload[1]: pod2 already calls /B in workload[0]",
     ),
     (
-        {"workload": [{"client": "pod2", "service": "/B", "protocol": "udp"}]},
-        "workload[0].protocol: must be one of http, got 'udp'",
+        {"workload": [{"client": "pod2", "service": "/B", "protocol": "tcp"}]},
+        "workload[0].protocol: must be one of http, udp, got 'tcp'",
+    ),
+    (
+        {"workload": [{"client": "pod2", "service": "/B", "arrivals": "bursty"}]},
+        "workload[0].arrivals: must be one of constant, poisson, closed, got 'bursty'",
+    ),
+    (
+        {"workload": [{"client": "pod2", "service": "/B", "connection": "close"}]},
+        "workload[0].connection: must be one of keep-alive, new, got 'close'",
+    ),
+    (
+        {
+            "workload": [
+                {"client": "pod2", "service": "/B", "protocol": "udp", "response_bytes": 2000}
+            ]
+        },
+        "workload[0].response_bytes: must be from 0 to 1200 (udp), got 2000",
+    ),
+    (
+        {"workload": [{"client": "pod2", "service": "/B", "request_bytes": 1.5}]},
+        "workload[0].request_bytes: expected an integer, got 1.5",
+    ),
+    (
+        {"workload": [{"client": "pod2", "service": "/B", "max_in_flight": 0}]},
+        "workload[0].max_in_flight: must be >= 1, got 0",
+    ),
+    # calls
+    (
+        {"calls": [["/A", "/B"]]},
+        "calls: expected a mapping of services to what they call, got a list",
+    ),
+    ({"calls": {"/D": ["/B"]}}, f"calls[/D]: no pod of figure2 offers /D (offered: {OFFERED})"),
+    ({"calls": {"/A/1": ["/B"]}}, "calls[/A/1]: /A/1 is an instance: name its service, as /A"),
+    ({"calls": {"/A": []}}, "calls[/A].calls: needs at least 1 entry"),
+    (
+        {"calls": {"/A": ["/D"]}},
+        f"calls[/A].calls[0]: no pod of figure2 offers /D (offered: {OFFERED})",
+    ),
+    (
+        {"calls": {"/A": {"calls": ["/B"], "fanout": 2}}},
+        "calls[/A].fanout: unknown key (known: calls, parallel, timeout_s)",
+    ),
+    (
+        {"calls": {"/A": {"calls": ["/B"], "parallel": "yes"}}},
+        "calls[/A].parallel: expected true or false, got 'yes'",
+    ),
+    (
+        {"calls": {"/A": ["/B/4"], "/B": ["/C"], "/C": ["/A"]}},
+        "calls: the call graph has a cycle: /A -> /B -> /C -> /A (a call would never end)",
+    ),
+    (
+        {"calls": {"/A": ["/A/4"]}},
+        "calls: the call graph has a cycle: /A -> /A (a call would never end)",
     ),
     (
         {"workload": [{"client": "pod2", "service": "/B", "rate_hz": -1}]},
@@ -721,8 +810,8 @@ CASES = [
     ({"variants": [{"scsc": None}]}, "variants[0].name: required"),
     (
         {"variants": [{"name": "long", "duration_s": 80}]},
-        "variants[0].duration_s: unknown key (known: name, topology, pods, workload, scsc, "
-        "timers, timeline)",
+        "variants[0].duration_s: unknown key (known: name, topology, pods, workload, calls, "
+        "scsc, timers, timeline)",
     ),
     (
         {"variants": [{"name": "x", "scsc": {"probe_window": 0}}]},

@@ -64,9 +64,9 @@ def test_with_the_scsc_the_calls_move_and_the_reroute_is_timed(delay_run, repeti
     applied = events.loc[events["action"] == "impair", "applied_s"].iloc[0]
     # the second too: the reset put routing back. (Under TCG the workload's first request
     # comes 4-10 s after its start, t0: the window before the impairment is short.)
-    before = requests[requests["sent_s"] < applied]
+    before = requests[requests["intended_s"] < applied]
     assert len(before) >= 5 and (before["served_by"] == "pod4").mean() > 0.95, before
-    during = requests[requests["sent_s"].between(20, 29)]
+    during = requests[requests["intended_s"].between(20, 29)]
     assert (during["served_by"] == "pod1").mean() > 0.8
 
 
@@ -80,9 +80,12 @@ def test_routing_alone_keeps_the_calls_on_the_delayed_instance(delay_run):
     summary = delay_run["summary"].loc[["routing-only"]]
     assert len(summary) == 2 and summary["reroute_s"].isna().all(), summary
     requests = delay_run["requests"]
-    during = requests[(requests["variant"] == "routing-only") & requests["sent_s"].between(12, 29)]
-    assert (during["served_by"] == "pod4").all()
-    assert during["latency_ms"].median() > 200  # the 200 ms one way, on every request
+    during = requests[
+        (requests["variant"] == "routing-only") & requests["intended_s"].between(12, 29)
+    ]
+    served = during[during["ok"]]
+    assert len(served) > 0.9 * len(during) and (served["served_by"] == "pod4").all()
+    assert served["latency_ms"].median() > 200  # the 200 ms one way, on every request
 
 
 @pytest.fixture(scope="module")
