@@ -57,19 +57,36 @@ cumulative (``detect_s <= decide_s <= install_s`` normally), not lengths of succ
 
 ``detect_s``, ``decide_s`` and ``install_s`` are NaN in a variant without an SCSC.
 
-``{before,during,after}_n``: the successful calls due in the window, all streams together;
-``_p50_ms``, ``_p95_ms``, ``_p99_ms``, ``_p999_ms``: percentiles of their latency, nearest
-rank (the smallest value with at least q of the samples at or below it, which is what
-HdrHistogram reports; exact, since every call is stored: no histogram buckets are needed);
-``_loss``: the fraction of the calls due in the window that failed, those refused at the
-client's in-flight bound included. NaN for an empty window. A percentile with fewer than
-:data:`MIN_TAIL_SAMPLES` samples above it (``n * (1 - q) < 10``) is the maximum of a handful:
-:func:`latency_notes` names those, per variant and window, for the report.
+Per window, in this order: ``{before,during,after}_n``, the successful calls due in the
+window, all streams together (0 for an empty or absent window); ``_p50_ms``, ``_p95_ms``,
+``_p99_ms``, ``_p999_ms`` (p99.9): percentiles of their latency; ``_loss``: the fraction of
+the calls due in the window that failed, those refused at the client's in-flight bound (never
+sent) included. Percentiles and loss are NaN for an empty window.
 
-percentiles.csv (:func:`build_percentiles`): per variant, degrading event, window and hop
-(``client`` calling ``service`` at ``depth``, the dots in ``call_id``: 0 for the clients' own
-calls), every repetition's calls pooled: ``n``, ``loss``, ``p50_ms`` to ``p999_ms`` (nearest
-rank), ``max_ms`` and ``thin``, the percentiles resting on too few samples.
+Percentiles are exact and nearest rank: the q-th is the smallest latency with at least q % of
+the samples at or below it, the sample of rank ``ceil(q * n / 100)``. That is what HdrHistogram
+reports, without its buckets: every call is stored, so nothing needs bucketing, and a value in
+the tables is a latency some call had. It is numpy's ``method="inverted_cdf"``, but with the
+rank rounded before the ceiling (numpy gives 1000 as the p99.9 of 1..1000, from 999.0000000001).
+A percentile with fewer than :data:`MIN_TAIL_SAMPLES` samples above it (``n * (1 - q) < 10``:
+p95 needs 200 calls, p99 1,000, p99.9 10,000) is about the largest of a handful of calls:
+:func:`latency_notes` names those of summary.csv, a line per variant and window, for the
+report (``dmsc report`` prints them with the run's notes, report.tex lists them).
+
+percentiles.csv (:func:`build_percentiles`): a row per variant, degrading event, window and
+hop (``client`` calling ``service`` at ``depth``, the number of dots in ``call_id``: 0 for the
+clients' own calls, 1 for the calls their services made, ...), with every repetition's calls
+due in that window pooled: ``n``, ``loss`` (as above), ``p50_ms``, ``p90_ms``, ``p95_ms``,
+``p99_ms``, ``p999_ms``, ``max_ms`` and ``thin``, the percentiles among those resting on fewer
+than MIN_TAIL_SAMPLES samples above them (``"p99 p99.9"``; '' when none). A hop is in the
+window its own ``intended_s`` (its send) falls in.
+
+requests.csv written before open-loop load has no trace_id, call_id, parent_id, intended_s or
+service_ms (:data:`OPTIONAL_COLUMNS`): the ids read as '' (no hops), ``intended_s`` as
+``sent_s`` and ``service_ms`` as ``latency_ms``, since that closed-loop client measured from
+the actual send; :attr:`ResultsRun.notes` says so. The notes also name each variant whose
+workload has a closed-loop client (``arrivals: closed`` in metadata.json) and count the calls
+refused at the in-flight bound.
 
 Over repetitions (:func:`aggregate`, report.tex, :func:`compare`): per (variant, event) and
 column, the median and the 95th percentile (linear interpolation) of the values that are not
@@ -145,9 +162,10 @@ TABLES: Mapping[str, Mapping[str, str]] = {
     },
 }  # fmt: skip
 
-#: Columns that results from before open-loop load lack, and what they read as there: the
-#: closed-loop client sent each call when it meant to, so intended is sent and the latency
-#: from either is the same; there were no hops.
+#: Columns that results from before open-loop load lack, and what they read as there: '' or
+#: a copy of another column, parsed as the missing one (so an old sent_s must be a time, as
+#: it was). The closed-loop client sent each call when it meant to, so intended is sent and
+#: the latency from either is the same; there were no hops.
 OPTIONAL_COLUMNS: Mapping[str, Mapping[str, str]] = {
     "requests": {
         "trace_id": "", "call_id": "", "parent_id": "", "intended_s": "sent_s",
@@ -234,7 +252,7 @@ def load_run(folder: Path | str) -> ResultsRun:
     thresholds = _variant_thresholds(metadata["variants"], folder / "metadata.json")
     _check_variants(folder, tables, thresholds)
     notes += _event_notes(tables["events"])
-    notes += _workload_notes(folder, metadata, tables["requests"])
+    notes += _workload_notes(metadata, tables["requests"])
     return ResultsRun(folder, metadata, tables, thresholds, tuple(notes))
 
 
@@ -274,10 +292,17 @@ def read_table(path: Path, name: str) -> pd.DataFrame:
         for column, kind in columns.items()
         if column in place
     }
-    for column, source in optional.items():
-        if column not in parsed:  # an older table: '' or a copy of the column it stands for
-            parsed[column] = list(parsed[source]) if source else [source] * len(rows)
-    return _frame(name, parsed)
+    filled = [column for column in optional if column not in place]
+    for column in filled:  # an older table: '' or the column it stands for, read as this one
+        source = optional[column]
+        parsed[column] = (
+            _parse_column(path, source, columns[column], lines, [r[place[source]] for r in rows])
+            if source
+            else [""] * len(rows)
+        )
+    frame = _frame(name, parsed)
+    frame.attrs["filled"] = tuple(filled)  # what load_run notes
+    return frame
 
 
 def _frame(name: str, parsed: Mapping[str, list]) -> pd.DataFrame:
@@ -424,32 +449,27 @@ def _event_notes(events: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _workload_notes(folder: Path, metadata: Mapping, requests: pd.DataFrame) -> list[str]:
-    notes = []
-    if not _has_column(folder / "requests.csv", "intended_s"):
-        notes.append(PREDATES_OPEN_LOOP)
+def _workload_notes(metadata: Mapping, requests: pd.DataFrame) -> list[str]:
+    """Where latency does not count from the intended time, and the calls the bound refused."""
+    notes = [PREDATES_OPEN_LOOP] if "intended_s" in requests.attrs.get("filled", ()) else []
+    refused = requests[requests["error"] == BOUND_ERROR]["variant"].value_counts()
     for name, variant in metadata["variants"].items():
-        loads = variant.get("workload") or [] if isinstance(variant, Mapping) else []
-        closed = [w for w in loads if isinstance(w, Mapping) and w.get("arrivals") == "closed"]
+        loads = variant.get("workload") if isinstance(variant, Mapping) else None
+        loads = loads if isinstance(loads, list) else []
+        closed = [str(w.get("client")) for w in loads
+                  if isinstance(w, Mapping) and w.get("arrivals") == "closed"]  # fmt: skip
         if closed:
+            clients = "client" if len(closed) == 1 else "clients"
             notes.append(
-                f"{name}: closed-loop client ({', '.join(str(w.get('client')) for w in closed)}): "
-                "latency from the actual send; calls a stall held up were never made "
-                "(coordinated omission)"
+                f"{name}: closed-loop {clients} ({', '.join(closed)}): latency from the actual "
+                "send; calls a stall held up were never made (coordinated omission)"
             )
-    refused = requests[requests["error"] == BOUND_ERROR].groupby("variant").size()
-    for name, count in refused.items():
-        notes.append(f"{name}: {count} calls not sent, due while the in-flight bound was out "
-                     "(counted as lost)")  # fmt: skip
+        count = int(refused.get(name, 0))
+        if count:
+            calls = "call" if count == 1 else "calls"
+            notes.append(f"{name}: {count} {calls} refused at the in-flight bound (never sent, "
+                         "counted as lost)")  # fmt: skip
     return notes
-
-
-def _has_column(path: Path, column: str) -> bool:
-    try:
-        with path.open(newline="", encoding="utf-8") as stream:
-            return column in next(csv.reader(stream), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return True  # a missing or unreadable table is reported elsewhere
 
 
 def _as_run(folder: Path | str | ResultsRun) -> ResultsRun:
@@ -513,8 +533,10 @@ def build_percentiles(folder: Path | str | ResultsRun) -> pd.DataFrame:
                              strict=True)) | _ladder(hop)
                 )  # fmt: skip
     frame = pd.DataFrame(rows, columns=list(PERCENTILE_COLUMNS))
-    for column in ("loss", *LADDER, "max_ms"):
-        frame[column] = frame[column].astype(float).round(3)
+    frame["n"] = frame["n"].astype("int64")
+    frame["depth"] = frame["depth"].astype("int64")
+    for column in ("at_s", "loss", *LADDER, "max_ms"):
+        frame[column] = frame[column].astype(float).round(DECIMALS)
     return frame
 
 
@@ -525,23 +547,25 @@ def _ladder(calls: pd.DataFrame) -> dict[str, Any]:
         "loss": float((~calls["ok"]).mean()),
         **percentiles(latencies, LADDER),
         "max_ms": float(latencies.max()) if len(latencies) else math.nan,
-        "thin": " ".join(thin(len(latencies), LADDER)),
+        "thin": " ".join(percentile_label(LADDER[k]) for k in thin(len(latencies), LADDER)),
     }
 
 
 def latency_notes(summary: pd.DataFrame) -> list[str]:
-    """One line per (variant, window) whose summary percentiles rest on too few samples."""
+    """One line per (variant, window) naming the percentiles of summary.csv that rest on fewer
+    than MIN_TAIL_SAMPLES samples above them in some repetition, with the range of ``n``."""
     notes = []
-    for (variant,), rows in summary.groupby(["variant"], sort=False):
+    for variant, rows in summary.groupby("variant", sort=False):
         for name in WINDOWS:
-            counts = rows[f"{name}_n"]
-            flagged = [k for k in SUMMARY_PERCENTILES if any(k in thin(n, SUMMARY_PERCENTILES)
-                                                            for n in counts if n)]  # fmt: skip
+            counts = [int(n) for n in rows[f"{name}_n"] if n > 0]  # 0: no window, or no call
+            flagged = thin(min(counts), SUMMARY_PERCENTILES) if counts else []  # fewest: most
             if flagged:
-                labels = ", ".join(LABEL_OF_PERCENTILE[k] for k in flagged)
+                labels = ", ".join(percentile_label(SUMMARY_PERCENTILES[k]) for k in flagged)
+                low, high = min(counts), max(counts)
+                span = f"{low}" if low == high else f"{low}-{high}"
                 notes.append(
-                    f"{variant}: {labels} {name} rest on fewer than {MIN_TAIL_SAMPLES} samples "
-                    f"above them in some repetitions (n = {counts.min()}-{counts.max()})"
+                    f"{variant}, {name}: {labels} rest on fewer than {MIN_TAIL_SAMPLES} calls "
+                    f"above them (n = {span})"
                 )
     return notes
 
@@ -721,8 +745,15 @@ def percentiles(latencies: pd.Series, wanted: Mapping[str, float]) -> dict[str, 
 
 
 def thin(n: int, wanted: Mapping[str, float]) -> list[str]:
-    """The percentiles resting on fewer than MIN_TAIL_SAMPLES samples above them."""
-    return [key for key, q in wanted.items() if n * (1 - q / 100) < MIN_TAIL_SAMPLES]
+    """The percentiles of ``n`` samples resting on fewer than MIN_TAIL_SAMPLES samples above
+    them (``n * (1 - q) < MIN_TAIL_SAMPLES``)."""
+    # rounded first, as the ranks are: 10,000 * (1 - 0.999) is 9.99999999999943 otherwise
+    return [key for key, q in wanted.items() if round(n * (100 - q) / 100, 9) < MIN_TAIL_SAMPLES]
+
+
+def percentile_label(q: float) -> str:
+    """``p50``, ``p99.9``: how the notes and ``thin`` name a percentile."""
+    return f"p{q:g}"
 
 
 def _window_stats(
@@ -784,7 +815,12 @@ def format_table(aggregated: pd.DataFrame) -> str:
     by = [column for column in ("results", "variant") if column in aggregated]
     cells = aggregated.assign(
         column=aggregated[by].astype(str).agg("/".join, axis=1),
-        cell=[_cell(m, p) for m, p in zip(aggregated["median"], aggregated["p95"], strict=True)],
+        cell=[
+            _cell(*values)
+            for values in zip(
+                aggregated["metric"], aggregated["median"], aggregated["p95"], strict=True
+            )
+        ],
         moved=aggregated["n"].astype(str) + "/" + aggregated["repetitions"].astype(str),
     )
     blocks = []
@@ -799,8 +835,12 @@ def format_table(aggregated: pd.DataFrame) -> str:
     return "\n\n".join(blocks)
 
 
-def _cell(median: float, p95: float) -> str:
-    return "-" if math.isnan(median) else f"{median:.4g} ({p95:.4g})"
+def _cell(metric: str, median: float, p95: float) -> str:
+    if math.isnan(median):
+        return "-"
+    if metric.endswith("_n"):  # a count, in full
+        return f"{median:.0f} ({p95:.0f})"
+    return f"{median:.4g} ({p95:.4g})"
 
 
 # ---------------------------------------------------------------- figures and LaTeX
@@ -943,7 +983,6 @@ LABELS = {
                          ("p999_ms", "p99.9 latency (ms)"), ("loss", "loss"))
     },
 }  # fmt: skip
-LABEL_OF_PERCENTILE = {"p50_ms": "p50", "p95_ms": "p95", "p99_ms": "p99", "p999_ms": "p99.9"}
 
 
 def latex_escape(text: str) -> str:

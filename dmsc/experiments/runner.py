@@ -337,8 +337,7 @@ class ExperimentRunner:
             self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
         finally:
             _stop_workload(outputs)  # also when interrupted: nothing outlives the run
-        rows = self._collect(network, variant, repetition, t0, outputs, since)
-        record["workload"] = self.workload_stats  # each client's bound and how near it came
+        rows, record["workload"] = self._collect(network, variant, repetition, t0, outputs, since)
         rows["events"] = [{**e, "variant": variant.name, "repetition": repetition} for e in events]
         for name, table_rows in rows.items():
             tables.append(name, table_rows)
@@ -574,14 +573,18 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ collecting
 
-    def _collect(self, network, variant, repetition: int, t0: float, outputs, since) -> dict:
+    def _collect(
+        self, network, variant, repetition: int, t0: float, outputs, since
+    ) -> tuple[dict, list[dict]]:
+        """The repetition's rows per table, and each client's in-flight bound and how near it
+        came to it."""
         base = {"variant": variant.name, "repetition": repetition}
         rows: dict[str, list[dict]] = {name: [] for name in TABLES if name != "events"}
         traces: set[str] = set()
-        self.workload_stats = []
+        stats = []
         for load, out, process in outputs:
             written = _written_requests(load, out, process)
-            self.workload_stats.append(
+            stats.append(
                 {"client": load.client, "service": load.service}
                 | {k: written[k] for k in ("bound", "most_in_flight", "refused_at_bound")}
             )
@@ -628,7 +631,7 @@ class ExperimentRunner:
                                 "installed_s": round(asked - policy["age_s"] - t0, 6),
                             }
                         )
-        return rows
+        return rows, stats
 
 
 def arrival_seed(seed: int, repetition: int, index: int) -> int:

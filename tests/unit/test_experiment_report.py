@@ -220,7 +220,7 @@ def test_hops_below_the_clients_calls_are_in_percentiles_not_in_the_summary(tmp_
     during = front[front["window"] == "during"].iloc[0]
     # both repetitions pooled: 9 + 9 successful calls, 2 of 20 failed
     assert (during["n"], during["loss"], during["max_ms"]) == (18, 0.1, 102.0)
-    assert during["thin"] == "p50_ms p90_ms p95_ms p99_ms p999_ms"  # 18 samples: all thin
+    assert during["thin"] == "p50 p90 p95 p99 p99.9"  # 18 samples: all thin
 
 
 def test_percentiles_are_nearest_rank_and_flagged_when_thin():
@@ -235,8 +235,10 @@ def test_percentiles_are_nearest_rank_and_flagged_when_thin():
 
 def test_thin_summary_percentiles_are_noted_per_variant_and_window():
     notes = report.latency_notes(report.build_summary(DELAY))
-    assert "scsc: p95, p99, p99.9 before rest on fewer than 10 samples above them in some " \
-           "repetitions (n = 25-25)" in notes  # fmt: skip
+    assert "scsc, before: p95, p99, p99.9 rest on fewer than 10 calls above them (n = 25)" in notes
+    assert "scsc, during: p50, p95, p99, p99.9 rest on fewer than 10 calls above them (n = 9)" in (
+        notes
+    )
     assert len(notes) == 6  # two variants, three windows
 
 
@@ -245,10 +247,13 @@ def test_calls_refused_at_the_bound_are_losses_and_noted(tmp_path):
     edit(folder, "requests.csv", "/B,11.2,11.2,5.0,5.0,True,pod1,", "/B,11.2,,12.2,,False,,"
                                                                  "in-flight bound")  # fmt: skip
     run = report.load_run(folder)
-    assert "scsc: 1 calls not sent, due while the in-flight bound was out (counted as lost)" in (
-        run.notes
+    assert "scsc: 1 call refused at the in-flight bound (never sent, counted as lost)" in run.notes
+    summary = report.build_summary(run)
+    assert_values(row(summary, "scsc"), {"during_loss": 0.2, "during_n": 8})
+    assert (
+        "scsc, during: p50, p95, p99, p99.9 rest on fewer than 10 calls above them (n = 8-9)"
+        in (report.latency_notes(summary))
     )
-    assert_values(row(report.build_summary(run), "scsc"), {"during_loss": 0.2, "during_n": 8})
 
 
 def test_results_from_before_open_loop_load_still_load_and_say_so(tmp_path):
