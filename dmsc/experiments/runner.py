@@ -158,6 +158,8 @@ class Progress:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     started: float | None = field(default=None, repr=False)
     last: str = field(default="", repr=False)
+    counted: int = field(default=0, repr=False)  # the repetitions done at done_at
+    done_at: float = field(default=0.0, repr=False)
 
     def show(self, text: str) -> None:
         if not self.enabled:
@@ -179,11 +181,16 @@ class Progress:
         return f"{bar} {_minutes(now - self.started)}{self.estimate(now)} {text}"
 
     def estimate(self, now: float) -> str:
-        """The time left, from the mean time per repetition so far (none before the first)."""
+        """The time left: the mean time of the repetitions done, for each still to do, less
+        what the one under way has already taken (none before the first is done)."""
         if self.done == 0 or self.started is None or self.done >= self.total:
             return ""
-        per_repetition = (now - self.started) / self.done
-        return f", ~{_minutes(per_repetition * (self.total - self.done))} left"
+        if self.counted != self.done:  # a repetition ended since the last line
+            self.counted, self.done_at = self.done, now
+        per_repetition = (self.done_at - self.started) / self.done
+        under_way = now - self.done_at
+        left = max(0.0, per_repetition * (self.total - self.done) - under_way)
+        return f", ~{_minutes(left)} left"
 
     def finish(self) -> None:
         if self.enabled and self.last:

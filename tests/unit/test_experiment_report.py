@@ -533,7 +533,14 @@ def test_progress_estimates_the_rest_from_the_repetitions_done():
         progress.line("timeline 5/30 s")
         == "[#####...............] 1/4 1:30, ~4:30 left timeline 5/30 s"
     )
-    now[0] += 270.0
+    now[0] += 60.0  # the second repetition under way: the estimate counts down
+    assert progress.line("timeline 25/30 s").startswith(
+        "[#####...............] 1/4 2:30, ~3:30 left"
+    )
+    now[0] += 60.0
+    progress.done = 2  # two done in 210 s: 105 s each, two to go
+    assert progress.line("converging").startswith("[##########..........] 2/4 3:30, ~3:30 left")
+    now[0] += 150.0
     progress.done = 4
     assert (
         progress.line("writing the report") == "[####################] 4/4 6:00 writing the report"
