@@ -900,7 +900,8 @@ def latency_figure(run: ResultsRun):
     axes[-1, 0].set_xlabel("when the call was due, since the workload started (s)")
     handles = {h.get_label(): h for a in axes[:, 0] for h in a.get_legend_handles_labels()[0]}
     if handles:
-        figure.legend(handles.values(), handles.keys(), loc="upper right", fontsize=8)
+        # in the right margin tight_layout leaves, clear of the title and the event marks
+        figure.legend(handles.values(), handles.keys(), loc="center right", fontsize=8)
     figure.suptitle(_title(run, "latency of every call from when it was due (first repetition)"))
     figure.tight_layout(rect=(0, 0, 0.86, 1))
     return figure

@@ -10,7 +10,9 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import logging
 import socket
+import struct
 import threading
 import time
 
@@ -228,6 +230,25 @@ def test_the_http_service_refuses_bad_sizes_with_400_and_keeps_serving():
         good.close()
     finally:
         stop()
+
+
+def test_a_caller_that_hangs_up_costs_one_log_line_and_no_traceback(capfd, caplog):
+    caplog.set_level(logging.DEBUG, logger="dmsc.nodes.services")
+    service = HttpService(Answerer("pod3", {}, (), HopLog("")), port=0)
+    stop = service.start()
+    try:
+        rude = socket.create_connection(("::1", service.port))
+        rude.sendall(f"GET /?bytes={MAX_BYTES} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        rude.close()  # a reset, as a caller that timed out or was rerouted leaves
+        deadline = time.monotonic() + 5.0
+        while not any("ended by the caller" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the service never saw the caller hang up"
+            time.sleep(0.02)
+        assert HttpCaller("::1", port=service.port).call("t1", 2.0).ok  # still serving
+    finally:
+        stop()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_a_service_with_calls_logs_each_as_a_hop_of_the_trace(tmp_path, monkeypatch):
