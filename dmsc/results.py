@@ -77,6 +77,7 @@ def run_metadata(config: dict, repo: Path) -> dict:
         "config": config,
         "config_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
         "kernel": platform.release(),
+        "vm_backend": os.environ.get("DMSC_VM_BACKEND"),  # uml or qemu; None: not in the VM
         "python": platform.python_version(),
         "packages": package_versions(),
     }

@@ -54,6 +54,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--vm-timeout", type=float, default=4 * 3600, help="with --vm auto: seconds for the VM"
     )
+    parser.add_argument(
+        "--vm-backend",
+        choices=("auto", "uml", "qemu"),
+        default="auto",
+        help="with --vm auto: the VM's backend (dmsc vm run --backend; default: auto)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(func=run)
 
@@ -142,7 +148,7 @@ def run_in_vm(args: argparse.Namespace) -> int:
     print("== the experiment VM: built once (1-5 min), then reused from its cache ==")
     with sigterm_unwinds():  # in this process, so a failed build is one DmscError, not a trace
         image.build(image.default_cache_dir())
-    print("== the experiment, in the VM (booting it takes about 1 min) ==", flush=True)
+    print("== the experiment, in the VM ==", flush=True)
     dmsc = [sys.executable, "-m", "dmsc"]
     inner = ["python3", "-m", "dmsc", "run", str(path.relative_to(root)), "--results",
              "/results"]  # fmt: skip
@@ -150,7 +156,7 @@ def run_in_vm(args: argparse.Namespace) -> int:
     inner += ["--variants", args.variants] if args.variants else []
     inner += ["--quiet"] if args.quiet else []
     command = [*dmsc, "vm", "run", "--results", str(args.results), "--timeout",
-               str(args.vm_timeout), "--", *inner]  # fmt: skip
+               str(args.vm_timeout), "--backend", args.vm_backend, "--", *inner]  # fmt: skip
     with sigterm_unwinds(), subprocess.Popen(command) as vm:
         try:
             return vm.wait()

@@ -16,8 +16,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "vm",
         help="the experiment VM (netem, Open vSwitch): build, run, shell",
-        description="The experiment VM: Debian bookworm with Debian's kernel (sch_netem, "
-        "openvswitch), booted with qemu. Build it once (as root), then run commands or "
+        description="The experiment VM: a Debian bookworm root file system booted with "
+        "User-Mode Linux (a kernel as a host process) or with Debian's kernel under qemu; both "
+        "have sch_netem and openvswitch. Build it once (as root), then run commands or "
         "experiments in it.",
     )
     commands = parser.add_subparsers(dest="vm_command", required=True, metavar="VM_COMMAND")
@@ -63,12 +64,21 @@ def _add_vm_options(parser: argparse.ArgumentParser) -> None:
         metavar="MIB",
         help="guest memory (default: %(default)s MiB)",
     )
-    parser.add_argument("--cpus", type=int, default=runner.DEFAULT_CPUS)
+    parser.add_argument(
+        "--backend",
+        choices=runner.BACKENDS,
+        default="auto",
+        help="uml: User-Mode Linux, a kernel as a host process (one CPU); qemu: Debian's kernel "
+        "under qemu (--accel); auto (default): uml if installed, else qemu",
+    )
+    parser.add_argument(
+        "--cpus", type=int, default=runner.DEFAULT_CPUS, help="qemu only (UML has one CPU)"
+    )
     parser.add_argument(
         "--accel",
         choices=("tcg", "kvm"),
         default="tcg",
-        help="tcg: software emulation (default); kvm: if /dev/kvm works",
+        help="qemu only. tcg: software emulation (default); kvm: if /dev/kvm works",
     )
 
 
@@ -129,7 +139,7 @@ def _options(args: argparse.Namespace) -> runner.VmOptions:
         raise VmError("--memory must be at least 256 MiB and --cpus at least 1")
     return runner.VmOptions(
         results=args.results, with_ovs=args.with_ovs, memory_mib=args.memory, cpus=args.cpus,
-        accel=args.accel,
+        backend=args.backend, accel=args.accel,
     )  # fmt: skip
 
 

@@ -66,11 +66,18 @@ def cpu_mask(cpus: int | None = None) -> str:
 _RPS_SCRIPT = """
 where=$(mktemp -d) || exit 1
 mount -t sysfs sysfs "$where" || { rmdir "$where"; exit 1; }
-status=0
+status=0 queues=0
 for queue in "$where"/class/net/"$1"/queues/rx-*; do
+    [ -e "$queue/rps_cpus" ] || continue
+    queues=$((queues + 1))
     echo "$2" > "$queue/rps_cpus" || status=1
 done
-umount "$where"; rmdir "$where"; exit $status
+umount "$where"; rmdir "$where"
+# A kernel without RPS (one CPU, as User-Mode Linux) has no rps_cpus: "0" is then already so.
+if [ "$queues" = 0 ] && [ "$2" != 0 ]; then
+    echo "$1: this kernel has no receive packet steering" >&2; exit 1
+fi
+exit $status
 """
 
 

@@ -1,6 +1,10 @@
-"""The pure part of benchmarks/bench_vm.py: the slowdown table (the steps need root and qemu)."""
+"""The pure part of benchmarks/bench_vm.py: the slowdown table, netem's accuracy and their
+formatting (the steps need root and a VM)."""
 
+import argparse
 import math
+
+import pytest
 
 from benchmarks import bench_vm
 
@@ -33,3 +37,36 @@ def test_rows_cover_the_variants_measured_in_both():
 def test_median():
     assert bench_vm.median([3.0, 1.0, 2.0]) == 2.0
     assert bench_vm.median([4.0, 1.0, 2.0, 3.0]) == 2.5
+
+
+def forwarded_netem_report(base, delay, jitter, received=320) -> dict:
+    rounds = lambda rtts: {"rounds": [rtts[: len(rtts) // 2], rtts[len(rtts) // 2 :]]}  # noqa: E731
+    return {
+        "parameters": {"delay_ms": 50.0, "jitter_ms": 20.0, "loss": 0.2},
+        "samples": {"base": rounds(base), "delay": rounds(delay), "jitter": rounds(jitter)},
+        "checks": [
+            {"name": "delay", "ok": True, "measured": {}},
+            {"name": "loss", "ok": True, "measured": {"sent": 400, "received": received}},
+        ],
+        "seconds": {"started": 4.2},
+    }
+
+
+def test_netem_accuracy_compares_configured_and_measured():
+    base = [1.0 + i / 100 for i in range(100)]  # 1.00 .. 1.99 ms
+    delay = [rtt + 50 for rtt in base]
+    jitter = [rtt - 20 + 40 * i / 99 for i, rtt in enumerate(delay)]  # widened by 40 ms
+    accuracy = bench_vm.netem_accuracy(forwarded_netem_report(base, delay, jitter))
+    assert accuracy["base_rtt_ms"][50] == 1.49 and accuracy["base_rtt_ms"][99] == 1.98
+    assert accuracy["delay_rise_ms"] == pytest.approx(50.0)
+    assert 30 < accuracy["jitter_spread_ms"] < 34  # p10-p90 of a +-20 ms ramp widens by ~32
+    assert accuracy["loss_measured"] == pytest.approx(0.2) and accuracy["ok"]
+    table = bench_vm.format_netem({"uml": accuracy, "qemu": accuracy})
+    assert "delay: median rise, ms" in table and "20.0%" in table and "NO" not in table
+
+
+def test_backend_list_names_only_known_backends():
+    assert bench_vm.backend_list("uml, qemu") == ["uml", "qemu"]
+    for bad in ("", "uml,xen"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench_vm.backend_list(bad)

@@ -451,6 +451,114 @@ def test_kernel_cmdline_carries_the_guest_parameters():
         runner.kernel_cmdline(nonce="n", mode="boot", with_ovs=False)
 
 
+def uml_spec(**changes) -> runner.UmlSpec:
+    base = runner.UmlSpec(
+        rootfs=Path("/img/rootfs.ext4"), cow=Path("/scratch/rootfs.cow"),
+        cmdline="console=ttyS0 dmsc.mode=run",
+    )  # fmt: skip
+    return replace(base, **changes)
+
+
+def test_uml_command_boots_the_image_behind_a_copy_on_write_file():
+    argv = runner.uml_command(uml_spec(memory_mib=2048))
+    assert argv[:2] == ["linux.uml", "mem=2048M"]
+    # the run's writes go to the COW file: the cached image stays as built
+    assert "ubd0=/scratch/rootfs.cow,/img/rootfs.ext4" in argv and "root=/dev/ubda" in argv
+    assert "init=/sbin/dmsc-init" in argv and "con=null" in argv
+    assert "ssl0=null,fd:1" in argv  # the guest's ttyS0 on stdout, no input
+    assert argv[-2:] == ["console=ttyS0", "dmsc.mode=run"]
+    assert "ssl0=fd:0,fd:1" in runner.uml_command(uml_spec(interactive=True))
+
+
+def test_uml_cmdline_names_the_modules_and_every_share():
+    shares = (
+        runner.Share("dmsc", Path("/src"), readonly=True),
+        runner.Share("results", Path("/out"), readonly=False),
+    )
+    words = runner.uml_cmdline_words(shares, Path("/usr/lib/uml/modules"))
+    assert words == [
+        "dmsc.backend=uml", "dmsc.modules=/usr/lib/uml/modules",
+        "dmsc.share=dmsc:ro:/src", "dmsc.share=results:rw:/out",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["/with space", "/with,comma", "relative", "/tab\there"])
+def test_uml_refuses_a_path_hostfs_cannot_carry(path):
+    with pytest.raises(VmError, match="--backend qemu"):
+        runner.uml_cmdline_words((runner.Share("results", Path(path), False),), Path("/m"))
+
+
+def test_auto_backend_is_uml_when_installed_else_qemu(tmp_path, monkeypatch):
+    fake_uml = fake_uml_kernel(tmp_path, monkeypatch, "")
+    resolved = runner.resolve_backend(runner.VmOptions(results=tmp_path, uml=str(fake_uml)))
+    assert resolved.backend == "uml"
+    qemu = tmp_path / "qemu-fake"
+    qemu.write_text("#!/bin/sh\n")
+    qemu.chmod(0o755)
+    without_uml = runner.VmOptions(results=tmp_path, uml="/nonexistent/linux.uml", qemu=str(qemu))
+    assert runner.resolve_backend(without_uml).backend == "qemu"
+
+
+def test_backend_errors_name_what_is_missing(tmp_path, monkeypatch):
+    with pytest.raises(VmError, match="unknown VM backend 'xen'"):
+        runner.resolve_backend(runner.VmOptions(results=tmp_path, backend="xen"))
+    with pytest.raises(VmError, match="user-mode-linux"):
+        runner.resolve_backend(
+            runner.VmOptions(results=tmp_path, backend="uml", uml="/nonexistent/linux.uml")
+        )
+    fake_uml = fake_uml_kernel(tmp_path, monkeypatch, "")
+    (tmp_path / "modules" / "6.1.99" / "modules.dep").unlink()
+    with pytest.raises(VmError, match="no modules for"):
+        runner.resolve_backend(runner.VmOptions(results=tmp_path, uml=str(fake_uml)))
+
+
+def fake_uml_kernel(tmp_path: Path, monkeypatch, body: str) -> Path:
+    """A stand-in ``linux.uml`` (release 6.1.99, its modules folder faked too) whose boot runs
+    ``body`` with ``args`` its arguments."""
+    modules = tmp_path / "modules"
+    (modules / "6.1.99").mkdir(parents=True)
+    (modules / "6.1.99" / "modules.dep").write_text("")
+    monkeypatch.setattr(runner, "UML_MODULES", modules)
+    fake = tmp_path / "linux.uml"
+    script = """
+        import pathlib, re, sys
+        args = sys.argv[1:]
+        if args == ["--version"]:
+            print("6.1.99")
+            sys.exit(0)
+    """
+    fake.write_text(f"#!{sys.executable}\n" + textwrap.dedent(script) + textwrap.dedent(body))
+    fake.chmod(0o755)
+    return fake
+
+
+def test_run_under_uml_hands_the_command_and_the_shares_to_the_guest(tmp_path, monkeypatch):
+    """run() end to end with a fake UML that reads the job share and answers like the init."""
+    body = """
+        words = dict(a.split("=", 1) for a in args if "=" in a)
+        nonce = words["dmsc.nonce"]
+        shares = [a.split("=", 1)[1].split(":", 2) for a in args if a.startswith("dmsc.share=")]
+        job = next(path for tag, mode, path in shares if tag == "job")
+        cow, rootfs = words["ubd0"].split(",")
+        argv = pathlib.Path(job, "argv").read_bytes().split(b"\\0")[:-1]
+        print(f"DMSC-VM-{nonce} ready")
+        print("ran", " ".join(a.decode() for a in argv[2:]))
+        print("modes", " ".join(f"{tag}:{mode}" for tag, mode, path in shares))
+        print("cow shared:", any(pathlib.Path(cow).is_relative_to(p) for _, _, p in shares))
+        print(f"DMSC-VM-{nonce} exit 3")
+    """
+    fake = fake_uml_kernel(tmp_path, monkeypatch, body)
+    image = vm.Image(make_image(tmp_path, "k6"), {})
+    options = runner.VmOptions(results=tmp_path / "results", uml=str(fake))
+    out = tmp_path / "out.txt"
+    with open(out, "w") as out_file:
+        result = runner.run(image, ["echo", "a b"], options, checkout=REPO, out=out_file)
+    assert result.status == 3
+    assert out.read_text().splitlines() == [
+        "ran echo a b", "modes dmsc:ro results:rw job:ro", "cow shared: False"
+    ]  # fmt: skip
+
+
 def test_markers_need_the_nonce():
     assert runner.parse_marker("DMSC-VM-ab ready\n", "ab") == ("ready", None)
     assert runner.parse_marker("Booting from ROM..DMSC-VM-ab ready\r\n", "ab") == (
@@ -614,7 +722,7 @@ def test_run_hands_the_command_to_the_guest(tmp_path):
     )
     fake.chmod(0o755)
     image = vm.Image(make_image(tmp_path, "k5"), {})
-    options = runner.VmOptions(results=tmp_path / "results", qemu=str(fake))
+    options = runner.VmOptions(results=tmp_path / "results", backend="qemu", qemu=str(fake))
     out = tmp_path / "out.txt"
     with open(out, "w") as out_file:
         result = runner.run(image, ["echo", "a b"], options, checkout=REPO, out=out_file)

@@ -19,7 +19,7 @@ from dmsc.vm import VmImageMissing
 from dmsc.vm.image import find_image, lookup_cache_dirs, project_root
 
 HERE = Path(__file__).parent
-#: Generous: the boot takes ~10 s under TCG, the selftest's Mininet check ~1 min.
+#: Generous: the boot takes ~10 s under TCG (3 s under UML), the selftest's Mininet check ~1 min.
 SELFTEST_TIMEOUT_S = 900
 #: The DMSC network starts in ~35-100 s under TCG, the measurements take ~2 min.
 FORWARDED_NETEM_TIMEOUT_S = 900
@@ -50,12 +50,14 @@ VmRun = Callable[..., subprocess.CompletedProcess]
 
 @pytest.fixture(scope="session")
 def vm_run() -> VmRun:
-    """``dmsc vm run [OPTIONS] -- COMMAND...`` from the checkout; returns the finished process."""
+    """``dmsc vm run [OPTIONS] -- COMMAND...`` from the checkout; returns the finished process.
+    The backend is ``auto`` (what users get) unless a test names one."""
 
     def run(command: Sequence[str], *, results: Path, timeout: float = 300,
-            with_ovs: bool = False) -> subprocess.CompletedProcess:  # fmt: skip
+            with_ovs: bool = False, backend: str = "auto",
+    ) -> subprocess.CompletedProcess:  # fmt: skip
         argv = [sys.executable, "-m", "dmsc.cli.vm", "run", "--results", str(results),
-                "--timeout", str(timeout)]  # fmt: skip
+                "--timeout", str(timeout), "--backend", backend]  # fmt: skip
         argv += ["--with-ovs"] if with_ovs else []
         argv += ["--", *command]
         return subprocess.run(

@@ -7,7 +7,13 @@ The tolerances of the netem checks are in ``dmsc/vm/guest/selftest.py`` (``delay
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+
+from dmsc.vm import runner
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
@@ -38,25 +44,56 @@ def test_mininet_pingall_over_tc_links(selftest):
     assert check["ok"], describe(check)
 
 
-def test_status_results_and_read_only_checkout(vm_run, tmp_path):
+def expected_kernel(backend: str) -> Callable[[str], bool]:
+    """Whether a guest's ``uname -r`` is the one ``backend`` boots."""
+    if backend == "uml":
+        release = runner.uml_version()
+        return lambda kernel: kernel == release
+    return lambda kernel: kernel.endswith("-amd64")  # Debian's kernel, from the image
+
+
+def vm_processes_naming(path: Path) -> list[str]:
+    """Host processes whose command line names ``path`` (a VM's results share): what is left
+    of a VM that was stopped."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue  # ended meanwhile
+        if any(str(path).encode() in word for word in words):
+            found.append(f"{cmdline.parent.name}: {b' '.join(words)[:200]!r}")
+    return found
+
+
+@pytest.mark.parametrize("backend", ["uml", "qemu"])
+def test_status_results_and_read_only_checkout(vm_run, tmp_path, backend):
     script = (
         "uname -r > /results/kernel; echo hello > /results/hello.txt; "
+        "echo $DMSC_VM_BACKEND > /results/backend; "
         "python3 -c 'import dmsc, mininet.net; print(\"imports ok\")'; "
         "if touch /dmsc/.vm-write-probe 2>/dev/null; then exit 1; fi; exit 7"
     )
-    proc = vm_run(["sh", "-c", script], results=tmp_path, timeout=300)
+    proc = vm_run(["sh", "-c", script], results=tmp_path, timeout=300, backend=backend)
     assert proc.returncode == 7, proc.stdout + proc.stderr
     assert "imports ok" in proc.stdout
     assert (tmp_path / "hello.txt").read_text() == "hello\n"
-    assert (tmp_path / "kernel").read_text().strip().endswith("-amd64")
+    assert (tmp_path / "backend").read_text() == f"{backend}\n"
+    kernel = (tmp_path / "kernel").read_text().strip()
+    assert expected_kernel(backend)(kernel), kernel
     assert (tmp_path / "vm-console.log").exists()
 
 
-def test_a_hung_command_is_stopped_at_the_deadline(vm_run, tmp_path):
-    proc = vm_run(["sh", "-c", "echo started; sleep 1000"], results=tmp_path, timeout=40)
+@pytest.mark.parametrize("backend", ["uml", "qemu"])
+def test_a_hung_command_is_stopped_at_the_deadline_and_leaves_no_process(vm_run, tmp_path, backend):
+    proc = vm_run(
+        ["sh", "-c", "echo started; sleep 1000"], results=tmp_path, timeout=40, backend=backend
+    )
     assert proc.returncode == 124, proc.stdout + proc.stderr
     assert "timed out after 40 s while the command ran" in proc.stderr
     assert "started" in proc.stdout
+    # UML runs a host process per guest address space: all of them went with the VM
+    assert vm_processes_naming(tmp_path) == []
 
 
 def test_a_project_command_runs_in_the_vm_and_its_results_reach_the_host(vm_run, tmp_path):
@@ -66,4 +103,6 @@ def test_a_project_command_runs_in_the_vm_and_its_results_reach_the_host(vm_run,
     (run,) = tmp_path.glob("demo-*")
     for name in ("events.csv", "route_changes.csv", "metadata.json", "routes.png"):
         assert (run / name).stat().st_size > 0, name
-    assert "-amd64" in (run / "metadata.json").read_text()  # the guest's kernel, recorded
+    metadata = json.loads((run / "metadata.json").read_text())  # the guest's kernel, recorded
+    assert metadata["vm_backend"] in ("uml", "qemu")
+    assert expected_kernel(metadata["vm_backend"])(metadata["kernel"]), metadata

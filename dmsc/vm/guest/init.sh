@@ -1,22 +1,25 @@
 #!/bin/bash
 # /sbin/dmsc-init: PID 1 of the experiment VM (installed by `dmsc vm build`).
 #
-# Mounts the kernel file systems and the 9p shares (/etc/fstab: the project checkout read-only
-# at /dmsc, the results folder at /results, the job at /run/dmsc-job), starts Open vSwitch
-# when asked, then either runs the job's command (mode "run") or gives a login shell on the
-# serial console (mode "shell"), and powers off.
+# Mounts the kernel file systems and the host's shares (the project checkout read-only at /dmsc,
+# the results folder at /results, the job at /run/dmsc-job: 9p under qemu, from /etc/fstab;
+# hostfs under User-Mode Linux, from the kernel command line), starts Open vSwitch when asked,
+# then either runs the job's command (mode "run") or gives a login shell on the serial console
+# (mode "shell"), and powers off.
 #
 # The host reads two marker lines on the serial console, made unique by a nonce it chose:
 #   DMSC-VM-<nonce> ready            the guest is set up; the command starts now
 #   DMSC-VM-<nonce> exit <status>    the command ended with this exit status
 # Parameters come from the kernel command line: dmsc.mode, dmsc.nonce, dmsc.ovs, dmsc.term,
-# dmsc.rows, dmsc.cols.
+# dmsc.rows, dmsc.cols; under UML also dmsc.backend=uml, dmsc.modules (the host folder of the
+# UML kernel's modules) and one dmsc.share=TAG:ro|rw:HOST-PATH per share.
 
 export PATH=/opt/dmsc/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 PYTHONPATH=/dmsc PYTHONDONTWRITEBYTECODE=1
 export DMSC_IN_VM=1 DMSC_RESULTS=/results
 
-MODE=run NONCE=none OVS=0 TERM=vt100 ROWS= COLS=
+MODE=run NONCE=none OVS=0 TERM=vt100 ROWS= COLS= BACKEND=qemu MODULES=
+SHARES=()
 STATUS=125
 
 say() { echo "dmsc-init: $*"; }
@@ -39,20 +42,47 @@ parse_cmdline() {
             dmsc.term=*) TERM=${word#dmsc.term=} ;;
             dmsc.rows=*) ROWS=${word#dmsc.rows=} ;;
             dmsc.cols=*) COLS=${word#dmsc.cols=} ;;
+            dmsc.backend=*) BACKEND=${word#dmsc.backend=} ;;
+            dmsc.modules=*) MODULES=${word#dmsc.modules=} ;;
+            dmsc.share=*) SHARES+=("${word#dmsc.share=}") ;;
         esac
     done
-    export TERM
+    export TERM DMSC_VM_BACKEND=$BACKEND
 }
 
 # Few processes: each one costs ~0.1 s under TCG. Other modules (sch_netem, veth, bridge,
 # ...) load on demand: the kernel runs modprobe when tc or ip need them.
 mount_system() {
-    mount -t proc proc /proc
     mount -t sysfs sysfs /sys
-    modprobe -a 9pnet_virtio 9p virtio_rng || say "9p modules did not load"
-    mount -a || say "not every file system in /etc/fstab was mounted"
+    if [ "$BACKEND" = uml ]; then
+        mount_uml
+    else
+        modprobe -a 9pnet_virtio 9p virtio_rng || say "9p modules did not load"
+        mount -a || say "not every file system in /etc/fstab was mounted"
+    fi
     mkdir -p /run/lock /run/openvswitch /run/netns
     mountpoint -q /dmsc || say "the project checkout is not shared at /dmsc"
+}
+
+# The UML kernel's modules are the host's (its package's, for its release): mounted first, so
+# that modprobe finds them. IPv6 is a module there, built in Debian's kernel: loaded up front,
+# as the sysctls under /proc/sys/net/ipv6 exist only once it is.
+mount_uml() {
+    local modules=/lib/modules/$(uname -r) share tag mode path where
+    mount -a -t no9p || say "not every file system in /etc/fstab was mounted"
+    mkdir -p "$modules"
+    mount -t hostfs -o ro,"$MODULES/$(uname -r)" hostfs "$modules" ||
+        say "the UML kernel's modules are not at $MODULES on the host"
+    modprobe ipv6 || say "IPv6 did not load"
+    for share in "${SHARES[@]}"; do
+        IFS=: read -r tag mode path <<<"$share"
+        case "$tag" in
+            dmsc) where=/dmsc ;; results) where=/results ;; job) where=/run/dmsc-job ;;
+            *) say "unknown share $tag"; continue ;;
+        esac
+        mkdir -p "$where"
+        mount -t hostfs -o "$mode,$path" hostfs "$where" || say "share $tag was not mounted"
+    done
 }
 
 # The two daemons started directly (ovs-ctl runs dozens of processes: slow under TCG); the
@@ -98,8 +128,9 @@ marker() { # shown in mode "run" only, where the host reads it
 }
 
 main() {
-    mount_system
+    mount -t proc proc /proc
     parse_cmdline
+    mount_system
     hostname dmsc-vm
     ip link set lo up
     if [ "$OVS" = 1 ] && ! start_ovs; then
