@@ -19,14 +19,15 @@ FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 
 
 def anchors(page: Path) -> set[str]:
-    """GitHub's heading ids: lower case, punctuation dropped, spaces as dashes, repeats -1, -2."""
+    """GitHub's heading ids: lower case, punctuation but ``-`` and ``_`` dropped, spaces as
+    dashes, repeats -1, -2 (``bench_vm.py`` gives ``bench_vmpy``)."""
     seen: dict[str, int] = {}
     ids = set()
     for line in FENCE.sub("", page.read_text(encoding="utf-8")).splitlines():
         heading = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
         if not heading:
             continue
-        text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1)).lower()
+        text = re.sub(r"[`*]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1)).lower()
         slug = re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
         count = seen.get(slug, 0)
         seen[slug] = count + 1
