@@ -177,29 +177,29 @@ def main_job_in_vm(workdir: Path, backend: str) -> float:
     return in_vm(backend, results, command, "the main job")
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(round(q / 100 * len(ordered), 9)) - 1)]
-
-
 def netem_accuracy(report: Mapping) -> dict:
     """From a forwarded_netem report: the path's own RTT (no impairment) and netem's delay,
     jitter and loss as configured against as measured through the forwarders."""
+    import pandas as pd
+
+    from dmsc.experiments.report import percentiles  # nearest rank, as every report's
+    from dmsc.vm.guest.forwarded_netem import median_rise
+
     samples = {name: [rtt for rnd in phase["rounds"] for rtt in rnd]
                for name, phase in report["samples"].items()}  # fmt: skip
+    quantiles = {name: percentiles(pd.Series(rtts, dtype=float), {q: q for q in (10, 50, 90, 99)})
+                 for name, rtts in samples.items()}  # fmt: skip
+    spread = {name: q[90] - q[10] for name, q in quantiles.items()}  # p10-p90
     parameters = report["parameters"]
-    base, delay, jitter = samples["base"], samples["delay"], samples["jitter"]
     loss = next(check for check in report["checks"] if check["name"] == "loss")["measured"]
     return {
-        "base_rtt_ms": {q: percentile(base, q) for q in (50, 90, 99)},
-        "base_spread_ms": percentile(base, 90) - percentile(base, 10),
+        "base_rtt_ms": {q: quantiles["base"][q] for q in (50, 90, 99)},
+        "base_spread_ms": spread["base"],
         "delay_ms": parameters["delay_ms"],
-        "delay_rise_ms": median(delay) - median(base),
+        "delay_rise_ms": median_rise(samples["base"], samples["delay"]),
         "jitter_ms": parameters["jitter_ms"],
         # the jitter phase's p10-p90 against the delay phase's: uniform +-J widens it by ~1.6 J
-        "jitter_spread_ms": (percentile(jitter, 90) - percentile(jitter, 10))
-        - (percentile(delay, 90) - percentile(delay, 10)),
+        "jitter_spread_ms": spread["jitter"] - spread["delay"],
         "loss": parameters["loss"],
         "loss_measured": 1 - loss["received"] / loss["sent"] if loss.get("sent") else float("nan"),
         "ok": all(check["ok"] for check in report["checks"]),

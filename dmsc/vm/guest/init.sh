@@ -68,10 +68,11 @@ mount_system() {
 # that modprobe finds them. IPv6 is a module there, built in Debian's kernel: loaded up front,
 # as the sysctls under /proc/sys/net/ipv6 exist only once it is.
 mount_uml() {
-    local modules=/lib/modules/$(uname -r) share tag mode path where
+    local release share tag mode path where
+    release=$(uname -r)
     mount -a -t no9p || say "not every file system in /etc/fstab was mounted"
-    mkdir -p "$modules"
-    mount -t hostfs -o ro,"$MODULES/$(uname -r)" hostfs "$modules" ||
+    mkdir -p "/lib/modules/$release"
+    mount -t hostfs -o ro,"$MODULES/$release" hostfs "/lib/modules/$release" ||
         say "the UML kernel's modules are not at $MODULES on the host"
     modprobe ipv6 || say "IPv6 did not load"
     for share in "${SHARES[@]}"; do
