@@ -91,8 +91,26 @@ def run(args: argparse.Namespace) -> int:
     )
     with sigterm_unwinds():
         folder = runner.run()
+    print_calibration(folder)
     print(f"results: {folder}")
     return 0
+
+
+def print_calibration(folder) -> None:
+    """The run's noise floor and impairment accuracy (calibration.csv) and what the report
+    warns about them; nothing when the report could not be built (the runner said why)."""
+    from dmsc.experiments import calibration
+
+    path = folder / "calibration.csv"
+    if not path.exists():
+        return
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    print("== noise floor and netem accuracy (calibration.csv) ==")
+    print(calibration.format_table(table))
+    for note in calibration.notes(table):
+        print(f"note: {note}")
 
 
 def narrowed(experiment, repetitions: int | None, variants: str | None):

@@ -1,6 +1,7 @@
 """Experiments: one YAML file (docs/experiments.md), checked before anything starts."""
 
 from dmsc.experiments.spec import (
+    Calibration,
     Event,
     Experiment,
     Impairment,
@@ -14,6 +15,7 @@ from dmsc.experiments.spec import (
 )
 
 __all__ = [
+    "Calibration",
     "Event",
     "Experiment",
     "Impairment",

@@ -73,6 +73,13 @@ p95 needs 200 calls, p99 1,000, p99.9 10,000) is about the largest of a handful 
 :func:`latency_notes` names those of summary.csv, a line per variant and window, for the
 report (``dmsc report`` prints them with the run's notes, report.tex lists them).
 
+The noise floor (:mod:`dmsc.experiments.calibration`, from pings.csv): on every row
+``floor_p50_ms``, ``floor_p99_ms``, ``floor_spread_ms``, ``floor_loss``, the repetition's
+workload paths before its timeline (the worst path); on an ``impair`` row the impairment's
+``expected_*`` and ``measured_*`` rise, spread and loss. NaN without pings.csv (a note says so).
+calibration.csv (:func:`build_calibration`) has every measurement, and the notes name an
+impairment measured unlike its setting and an effect not clearly above the floor.
+
 percentiles.csv (:func:`build_percentiles`): a row per variant, degrading event, window and
 hop (``client`` calling ``service`` at ``depth``, the number of dots in ``call_id``: 0 for the
 clients' own calls, 1 for the calls their services made, ...), with every repetition's calls
@@ -115,6 +122,8 @@ from dmsc import results
 from dmsc.controllers.decision import policy_cookie
 from dmsc.controllers.thresholds import ThresholdTable, crossings
 from dmsc.errors import ConfigError, DmscError
+from dmsc.experiments import calibration
+from dmsc.experiments.stats import percentiles
 from dmsc.names import ServiceName
 
 #: What undoes each degrading action; the keys are the actions summary.csv has rows for.
@@ -156,6 +165,11 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "change": "change", "cookie": "cookie", "ipv6_dst": "text", "ipv6_src": "text",
         "outputs": "text",
     },
+    "pings": {
+        "variant": "text", "repetition": "int", "measurement": "measurement", "kind": "kind",
+        "source": "text", "target": "text", "at_s": "number", "seq": "int", "sent_s": "number",
+        "rtt_ms": "number",
+    },
     "events": {
         "variant": "text", "repetition": "int", "at_s": "time", "applied_s": "number",
         "action": "action", "target": "text", "commands": "text", "ok": "bool", "error": "text",
@@ -178,6 +192,7 @@ PREDATES_OPEN_LOOP = (
 )
 OPTIONAL_TABLES = {
     "policy_changes": "install times from the final tables (policies.csv), NaN where replaced",
+    "pings": "no noise floor or impairment accuracy (calibration.csv, the floor_* columns)",
 }
 WINDOWS = ("before", "during", "after")
 PARTS = ("detect_s", "decide_s", "install_s", "reroute_s")
@@ -185,7 +200,11 @@ PARTS = ("detect_s", "decide_s", "install_s", "reroute_s")
 SUMMARY_PERCENTILES = {"p50_ms": 50, "p95_ms": 95, "p99_ms": 99, "p999_ms": 99.9}
 LADDER = {"p50_ms": 50, "p90_ms": 90, "p95_ms": 95, "p99_ms": 99, "p999_ms": 99.9}
 WINDOW_METRICS = ("n", *SUMMARY_PERCENTILES, "loss")
-METRICS = (*PARTS, *(f"{w}_{m}" for w in WINDOWS for m in WINDOW_METRICS))
+METRICS = (
+    *PARTS,
+    *(f"{w}_{m}" for w in WINDOWS for m in WINDOW_METRICS),
+    *calibration.SUMMARY_METRICS,
+)
 #: a percentile with fewer samples above it than this is the maximum of a handful, and moves
 #: with each one of them: it is reported, and flagged
 MIN_TAIL_SAMPLES = 10
@@ -253,6 +272,7 @@ def load_run(folder: Path | str) -> ResultsRun:
     _check_variants(folder, tables, thresholds)
     notes += _event_notes(tables["events"])
     notes += _workload_notes(metadata, tables["requests"])
+    notes += calibration.notes(calibration.calibration_table(tables["pings"], metadata))
     return ResultsRun(folder, metadata, tables, thresholds, tuple(notes))
 
 
@@ -386,6 +406,15 @@ def _change(text: str) -> str:
     return text
 
 
+def _one_of(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(text)
+        return text
+
+    return parse
+
+
 def _action(text: str) -> str:
     if text not in ACTIONS:
         raise ValueError(text)
@@ -402,6 +431,8 @@ PARSERS: Mapping[str, tuple[Callable[[str], Any], str]] = {
     "cookie": (lambda text: int(text, 0), "an OpenFlow cookie such as 0xd5c0739201f6dfdc"),
     "action": (_action, f"an action ({', '.join(sorted(ACTIONS))})"),
     "change": (_change, "add, modify or delete"),
+    "measurement": (_one_of("floor", "impairment"), "floor or impairment"),
+    "kind": (_one_of("path", "link"), "path or link"),
 }
 
 
@@ -489,10 +520,11 @@ class _Windows:
 def build_summary(folder: Path | str | ResultsRun) -> pd.DataFrame:
     """summary.csv: one row per (variant, repetition, degrading event), as the module says."""
     run = _as_run(folder)
+    measured = build_calibration(run)
     rows = []
     for variant in run.variants:
         for repetition in sorted(set(run.rows("events", variant)["repetition"])):
-            rows += _repetition_rows(run, variant, repetition)
+            rows += _repetition_rows(run, variant, repetition, measured)
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     summary[["repetition", "event_index"]] = summary[["repetition", "event_index"]].astype("int64")
     for column in ("at_s", *METRICS):
@@ -570,7 +602,15 @@ def latency_notes(summary: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _repetition_rows(run: ResultsRun, variant: str, repetition: int) -> list[dict]:
+def build_calibration(folder: Path | str | ResultsRun) -> pd.DataFrame:
+    """calibration.csv: the noise floor and every impairment as measured (calibration.py)."""
+    run = _as_run(folder)
+    return calibration.calibration_table(run.tables["pings"], run.metadata)
+
+
+def _repetition_rows(
+    run: ResultsRun, variant: str, repetition: int, measured: pd.DataFrame
+) -> list[dict]:
     timeline = _timeline(run.rows("events", variant, repetition))
     requests = front_end(run.rows("requests", variant, repetition))
     services = sorted(set(requests["service"]))
@@ -586,6 +626,7 @@ def _repetition_rows(run: ResultsRun, variant: str, repetition: int) -> list[dic
             row |= _control_parts(run, variant, repetition, services, windows)
         for name in WINDOWS:
             row |= _window_stats(requests, getattr(windows, name), name)
+        row |= calibration.summary_columns(measured, variant, repetition, event)
         rows.append(row)
     return rows
 
@@ -734,16 +775,6 @@ def front_end(requests: pd.DataFrame) -> pd.DataFrame:
     return requests[requests["parent_id"] == ""]
 
 
-def percentiles(latencies: pd.Series, wanted: Mapping[str, float]) -> dict[str, float]:
-    """Nearest rank: the smallest value with at least q % of the samples at or below it."""
-    if latencies.empty:
-        return dict.fromkeys(wanted, math.nan)
-    ordered = np.sort(latencies.to_numpy(dtype=float))
-    # the rank rounded first: 99.9 % of 1,000 is 999.0000000000001 in floating point
-    ranks = {key: max(1, math.ceil(round(q * len(ordered) / 100, 9))) for key, q in wanted.items()}
-    return {key: float(ordered[rank - 1]) for key, rank in ranks.items()}
-
-
 def thin(n: int, wanted: Mapping[str, float]) -> list[str]:
     """The percentiles of ``n`` samples resting on fewer than MIN_TAIL_SAMPLES samples above
     them (``n * (1 - q) < MIN_TAIL_SAMPLES``)."""
@@ -847,15 +878,18 @@ def _cell(metric: str, median: float, p95: float) -> str:
 
 
 def write_report(folder: Path | str | ResultsRun) -> list[Path]:
-    """summary.csv, percentiles.csv, latency.png/.pdf, reroute.png/.pdf and report.tex."""
+    """summary.csv, percentiles.csv, calibration.csv, latency.png/.pdf, reroute.png/.pdf and
+    report.tex."""
     run = _as_run(folder)
     plt = _pyplot()
     summary = build_summary(run)
     ladder = build_percentiles(run)
+    measured = build_calibration(run)
     tex = report_tex(run, aggregate(summary), latency_notes(summary))
     figures = {"latency": latency_figure(run), "reroute": reroute_figure(run, summary)}
     try:
-        paths = results.write_tables({"summary": summary, "percentiles": ladder}, run.folder)
+        tables = {"summary": summary, "percentiles": ladder, "calibration": measured}
+        paths = results.write_tables(tables, run.folder)
         for name, figure in figures.items():
             paths += results.write_figure(figure, run.folder, name)
     finally:
@@ -983,6 +1017,7 @@ LABELS = {
                          ("p95_ms", "p95 latency (ms)"), ("p99_ms", "p99 latency (ms)"),
                          ("p999_ms", "p99.9 latency (ms)"), ("loss", "loss"))
     },
+    **calibration.LABELS,
 }  # fmt: skip
 
 

@@ -17,7 +17,9 @@ import functools
 import json
 import logging
 import random
+import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +29,8 @@ from pathlib import Path
 
 from dmsc.errors import DmscError
 from dmsc.experiments.impair import Command, clear_commands, ends_for, impair_commands
+from dmsc.measurement.ping import requests as ping_requests
+from dmsc.names import name_address
 from dmsc.nodes.calls import parent_of, trace_of
 from dmsc.nodes.emulation import SCSC_HOST, EmulatedNetwork
 from dmsc.nodes.mncli import with_threshold_changes
@@ -76,6 +80,18 @@ TABLES = {
         "all_bad",
     ),
     "fib_changes": ("variant", "repetition", "time_s", "node", "detail"),
+    "pings": (
+        "variant",
+        "repetition",
+        "measurement",
+        "kind",
+        "source",
+        "target",
+        "at_s",
+        "seq",
+        "sent_s",
+        "rtt_ms",
+    ),
     "policy_changes": (
         "variant",
         "repetition",
@@ -113,6 +129,11 @@ TABLES = {
     ),
 }
 SETTLE_TIMEOUT_S = 60.0
+#: a calibration ping's last request leaves this long before the next event on its link, so
+#: that its reply (up to PING_WAIT_S late) is not held by what that event changes
+PING_MARGIN_S = 0.5
+PING_WAIT_S = 2
+MIN_PINGS = 5  # fewer, after an impairment, tell nothing: not started
 RESET_RETRY_S = 10.0  # a table read back during a reset is taken over again: reset once more
 
 
@@ -220,6 +241,8 @@ class ExperimentRunner:
         self.commands_run: list[dict] = []
         self.first_effect: float | None = None
         self.altered = Altered()
+        self.pinging: list[Ping] = []  # this repetition's calibration pings
+        self.link_targets: dict[tuple[str, str], str] = {}  # link -> its second end's address
 
     # ------------------------------------------------------------------ the whole run
 
@@ -267,6 +290,7 @@ class ExperimentRunner:
                 "description": experiment.description,
                 "seed": experiment.seed,
                 "reuse_network": experiment.reuse_network,
+                "calibration": asdict(experiment.calibration),
                 "complete": False,
                 "started": time.time(),
                 "variants": {v.name: _variant_metadata(v) for v in experiment.variants},
@@ -335,6 +359,7 @@ class ExperimentRunner:
             if fresh:
                 record["start_view_retried"] = self._fresh_scsc_view(network, variant)
                 since = max(since, time.time())  # what the warm-up decided is not this run's
+        self._measure_floor(network, variant, label)
         t0 = time.time()
         record["t0"] = t0
         # in the run folder: `dmsc clean` finds what mentions it, should this process die
@@ -342,9 +367,14 @@ class ExperimentRunner:
         try:
             events = self._timeline(network, variant, t0, label)
             self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
+        except BaseException:
+            self._stop_pings()
+            raise
         finally:
             _stop_workload(outputs)  # also when interrupted: nothing outlives the run
+        pings, record["calibration_problems"] = self._collect_pings()
         rows, record["workload"] = self._collect(network, variant, repetition, t0, outputs, since)
+        rows["pings"] = _ping_rows(pings, {"variant": variant.name, "repetition": repetition}, t0)
         rows["events"] = [{**e, "variant": variant.name, "repetition": repetition} for e in events]
         for name, table_rows in rows.items():
             tables.append(name, table_rows)
@@ -493,6 +523,8 @@ class ExperimentRunner:
             row.update(ok=False, error=str(error))
             log.warning("event %s at %g s failed: %s", event.action, event.at_s, error)
         done = time.time()
+        if event.action == "impair" and row["ok"]:
+            self._ping_impaired(network, variant, event, t0)
         # in effect from when its first part took effect (tc on one end; a kill or a link
         # change acts at once, so its start), complete at done_s
         row["started_s"] = round(started - t0, 6)
@@ -578,6 +610,108 @@ class ExperimentRunner:
         return [[f"{end.node}:", *command] for end, commands in scripts.items()
                 for command in commands]  # fmt: skip
 
+    # ------------------------------------------------------------------ calibration
+
+    def _measure_floor(self, network, variant, label: str) -> None:
+        """Before the timeline, for ``floor_s``: echoes on every workload path and across every
+        link the timeline impairs, all at once (dmsc.experiments.calibration)."""
+        calibration = self.experiment.calibration
+        self.pinging = []
+        impaired = list(dict.fromkeys(e.link for e in variant.timeline if e.action == "impair"))
+        self.link_targets = {}
+        if calibration.impairment_s or calibration.floor_s:
+            self.link_targets = {link: self._link_target(network, link) for link in impaired}
+        if not calibration.floor_s:
+            return
+        self.progress.show(f"{label}: measuring the noise floor")
+        count = max(1, round(calibration.floor_s / calibration.interval_s))
+        paths = dict.fromkeys((load.client, load.service) for load in variant.workload)
+        for client, service in paths:
+            address = str(name_address(service))
+            self._ping(network, ("floor", "path", client, service, None), client, address, count)
+        for link, target in self.link_targets.items():
+            self._ping(network, ("floor", "link", *link, None), link[0], target, count)
+        deadline = time.monotonic() + calibration.floor_s + PING_WAIT_S + 10
+        try:
+            for ping in self.pinging:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    ping.process.wait(max(0.1, deadline - time.monotonic()))
+        except BaseException:
+            self._stop_pings()
+            raise
+
+    def _ping_impaired(self, network, variant, event, t0: float) -> None:
+        """Echoes across a link just impaired, until ``impairment_s`` or until shortly before
+        the next event on that link (or the run's end), whichever comes first."""
+        calibration = self.experiment.calibration
+        target = self.link_targets.get(event.link)
+        if not calibration.impairment_s or target is None or event.impairment.rate_mbit:
+            return  # a rate: the pings would queue behind the workload and add to its queue
+        later = [e.at_s for e in variant.timeline if e.at_s > event.at_s
+                 and e.link is not None and set(e.link) == set(event.link)]  # fmt: skip
+        until = min([*later, self.experiment.duration_s]) - PING_MARGIN_S
+        span = min(calibration.impairment_s, t0 + until - time.time())
+        count = int(span / calibration.interval_s)
+        if count < MIN_PINGS:
+            log.info("impair %s at %g s: no room for calibration pings", event.target, event.at_s)
+            return
+        key = ("impairment", "link", *event.link, event.at_s)
+        self._ping(network, key, event.link[0], target, count)
+
+    def _link_target(self, network, link: tuple[str, str]) -> str:
+        """The second end's link-local address on ``link``, scoped to the first end's port:
+        an echo to it crosses that one link, kernel to kernel (forwarders leave link-local
+        traffic to the kernel)."""
+        a, b = link
+        shown = subprocess.run(
+            ["mnexec", "-a", str(network.hosts[b].pid), "ip", "-6", "-o", "addr", "show",
+             "dev", network.interface_toward(b, a), "scope", "link"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        found = re.search(r"inet6 (fe80::[0-9a-f:]+)/", shown.stdout)
+        if not found:
+            raise DmscError(f"{b} has no link-local address toward {a}: {shown.stderr.strip()}")
+        return f"{found.group(1)}%{network.interface_toward(a, b)}"
+
+    def _ping(self, network, key: tuple, node: str, target: str, count: int) -> None:
+        interval = self.experiment.calibration.interval_s
+        command = ["ping", "-6", "-n", "-D", "-c", str(count), "-i", f"{interval:g}",
+                   "-W", str(PING_WAIT_S), target]  # fmt: skip
+        process = subprocess.Popen(
+            ["mnexec", "-a", str(network.hosts[node].pid), *command],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.pinging.append(Ping(key, process, time.time(), count * interval))
+
+    def _collect_pings(self) -> tuple[list[tuple[tuple, list]], list[str]]:
+        """Each ping's requests, once it ended (by itself, or stopped: it prints what it has),
+        and what went wrong, for metadata.json."""
+        interval = self.experiment.calibration.interval_s
+        collected, problems = [], []
+        for ping in self.pinging:
+            try:
+                out, err = ping.process.communicate(timeout=ping.span_s + PING_WAIT_S + 10)
+            except subprocess.TimeoutExpired:
+                ping.process.send_signal(signal.SIGINT)  # ping's own way to print its summary
+                out, err = ping.process.communicate(timeout=10)
+            sent = ping_requests(out, interval, ping.started)
+            if not sent:
+                problems.append(f"{' '.join(map(str, ping.key[:4]))}: {err.strip() or 'no echo'}")
+            collected.append((ping.key, sent))
+        self.pinging = []
+        for problem in problems:
+            log.warning("calibration ping: %s", problem)
+        return collected, problems
+
+    def _stop_pings(self) -> None:
+        """Interrupted: every ping still running ends now (nothing outlives the run)."""
+        for ping in self.pinging:
+            if ping.process.poll() is None:
+                ping.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                ping.process.communicate(timeout=5)
+        self.pinging = []
+
     # ------------------------------------------------------------------ collecting
 
     def _collect(
@@ -639,6 +773,25 @@ class ExperimentRunner:
                             }
                         )
         return rows, stats
+
+
+@dataclass
+class Ping:
+    key: tuple  # (measurement, kind, source, target, at_s): pings.csv's columns
+    process: subprocess.Popen
+    started: float
+    span_s: float
+
+
+def _ping_rows(pings, base: dict, t0: float) -> list[dict]:
+    keys = ("measurement", "kind", "source", "target", "at_s")
+    return [
+        {**base, **dict(zip(keys, key, strict=True)), "seq": request.seq,
+         "sent_s": round(request.sent_at - t0, 6),
+         "rtt_ms": "" if request.rtt_ms is None else request.rtt_ms}
+        for key, sent in pings
+        for request in sent
+    ]  # fmt: skip
 
 
 def arrival_seed(seed: int, repetition: int, index: int) -> int:

@@ -115,7 +115,7 @@ SETTINGS_KEYS = (
     "seed",
     "timeline",
 )
-TOP_KEYS = ("name", "description", *SETTINGS_KEYS, "reuse_network", "variants")
+TOP_KEYS = ("name", "description", *SETTINGS_KEYS, "reuse_network", "calibration", "variants")
 TOP_REQUIRED = ("name", "topology", "workload", "duration_s")
 #: not per variant: variants are compared over the same duration, repetitions and seed
 SHARED_KEYS = ("duration_s", "repetitions", "seed")
@@ -193,6 +193,26 @@ assert set(TRANSITIONS) == set(ACTION_KEYS)
 
 
 # ---------------------------------------------------------------- the resolved experiment
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The noise floor and the impairments' accuracy (dmsc.experiments.calibration): pings for
+    ``floor_s`` before each repetition's timeline on every workload path and impaired link,
+    for ``impairment_s`` across a link once it is impaired, one every ``interval_s``. A
+    duration of 0 turns that measurement off. The same for every variant."""
+
+    floor_s: float = 3.0
+    impairment_s: float = 3.0
+    interval_s: float = 0.05
+
+    def describe(self) -> str:
+        if not (self.floor_s or self.impairment_s):
+            return "calibration off"
+        return (
+            f"calibration: a ping every {self.interval_s * 1000:g} ms for {self.floor_s:g} s "
+            f"before the timeline, {self.impairment_s:g} s after each impairment"
+        )
 
 
 @dataclass(frozen=True)
@@ -322,6 +342,7 @@ class Experiment:
     # one network per variant, reset between repetitions (runner.py), instead of one per
     # repetition: in the VM a network takes minutes to start
     reuse_network: bool = False
+    calibration: Calibration = Calibration()
 
 
 # ---------------------------------------------------------------- entry points
@@ -361,6 +382,7 @@ def experiment_from_mapping(
     description = _or(top.get("description"), "")
     description = _string(ctx, description, "description", empty=True).strip()
     reuse_network = _flag(ctx, _or(top.get("reuse_network"), False), "reuse_network")
+    calibration = _calibration(ctx, _or(top.get("calibration"), {}), "calibration")
     base_mapping = {key: top[key] for key in SETTINGS_KEYS if key in top}
     base = _resolve(ctx, base_mapping, "", "base", {}, drop_scsc_events=False)
     variants = _variants(ctx, top.get("variants"), base_mapping, base)
@@ -386,6 +408,7 @@ def experiment_from_mapping(
         path=path if path is not None else Path(base_dir) / str(source_name),
         topology_file=base.topology_file,
         reuse_network=reuse_network,
+        calibration=calibration,
     )
 
 
@@ -425,6 +448,7 @@ def describe(experiment: Experiment) -> str:
     )
     if experiment.reuse_network:
         lines.append("one network per variant, reset between repetitions (reuse_network)")
+    lines.append(experiment.calibration.describe())
     lines.append(f"timeline: {len(experiment.timeline)} events")
     lines += [f"  {event.describe()}" for event in experiment.timeline]
     return "\n".join(lines)
@@ -1020,6 +1044,22 @@ def _probe_services(
             for j, service in enumerate(_list(ctx, services, where))
         )
     return result
+
+
+def _calibration(ctx: _Context, value: Any, path: str) -> Calibration:
+    keys = tuple(each.name for each in fields(Calibration))
+    data = _mapping(ctx, value, path, keys)
+    durations = {
+        key: _number(ctx, data[key], _at(path, key), ">= 0", _non_negative)
+        for key in ("floor_s", "impairment_s")
+        if data.get(key) is not None
+    }
+    interval = data.get("interval_s")
+    if interval is not None:
+        # ping's own floor for root is 2 ms; below 10 ms the pings would load the forwarders
+        _number(ctx, interval, _at(path, "interval_s"), "in [0.01, 1]", lambda v: 0.01 <= v <= 1)
+        durations["interval_s"] = interval
+    return Calibration(**durations)
 
 
 def _timers(ctx: _Context, value: Any, path: str) -> LinkStateTimers:

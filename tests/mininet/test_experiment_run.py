@@ -87,6 +87,16 @@ def test_a_link_failure_experiment_writes_every_table_and_figure(tmp_path):
     for name in ("latency.png", "latency.pdf", "reroute.png", "reroute.pdf", "report.tex"):
         assert (folder / name).stat().st_size > 0, name
     assert "routing-only" in (folder / "report.tex").read_text()
+    # the noise floor, before each timeline: pod2's echoes to /B through the forwarders
+    pings = tables["pings"]
+    assert set(pings["measurement"]) == {"floor"} and set(pings["kind"]) == {"path"}
+    for _, floor in pings.groupby("variant"):
+        assert len(floor) == 60  # floor_s 3 / interval_s 0.05
+        assert (floor["sent_s"] < 0).all()  # before t0, before the workload
+        assert floor["rtt_ms"].notna().all() and floor["rtt_ms"].between(0, 50).all()
+    assert (summary["floor_p50_ms"] > 0).all() and (summary["floor_loss"] == 0).all()
+    assert (folder / "calibration.csv").stat().st_size > 0
+    assert "noise floor and netem accuracy" in done.stdout
 
 
 REUSED = """\
@@ -120,6 +130,12 @@ def test_on_a_reused_network_every_repetition_starts_from_routings_choice(tmp_pa
     assert meta["complete"] is True and meta["reuse_network"] is True
     first, second = meta["repetitions"]
     assert first["reset_s"] is None and second["reset_s"] > 0
+    pings = pd.read_csv(folder / "pings.csv")  # the link's floor, but no echo in its queue
+    assert set(zip(pings["kind"], pings["source"], pings["target"], strict=True)) == {
+        ("path", "pod2", "/B"),
+        ("link", "sr2", "sg4"),
+    }
+    assert set(pings["measurement"]) == {"floor"}
     cleared = [c["node"] for c in meta["tc_commands"] if c["command"][:3] == ["tc", "qdisc", "del"]]
     assert sorted(cleared) == ["sg4", "sr2"]  # by the reset: the timeline never clears
     requests = pd.read_csv(folder / "requests.csv")

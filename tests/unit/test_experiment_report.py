@@ -336,8 +336,8 @@ def test_write_report_writes_summary_figures_and_latex(tmp_path):
     folder = copy(DELAY, tmp_path)
     paths = report.write_report(folder)
     assert [p.name for p in paths] == [
-        "summary.csv", "percentiles.csv", "latency.png", "latency.pdf", "reroute.png",
-        "reroute.pdf", "report.tex",
+        "summary.csv", "percentiles.csv", "calibration.csv", "latency.png", "latency.pdf",
+        "reroute.png", "reroute.pdf", "report.tex",
     ]  # fmt: skip
     assert all(p.parent == folder and p.stat().st_size > 0 for p in paths)
     assert (folder / "latency.png").read_bytes().startswith(b"\x89PNG")
@@ -363,7 +363,11 @@ def test_an_incomplete_run_is_reported_as_far_as_it_goes(tmp_path):
     folder = copy(INCOMPLETE, tmp_path)
     run = report.load_run(folder)
     assert not run.complete
-    assert run.notes == (report.INCOMPLETE, "policies.csv is missing: read as empty")
+    assert run.notes == (
+        report.INCOMPLETE,
+        "policies.csv is missing: read as empty",
+        f"pings.csv is missing: {report.OPTIONAL_TABLES['pings']}",
+    )
     expected = {
         "detect_s": 0.2, "decide_s": 0.6, "install_s": NAN, "reroute_s": 0.8,
         "during_p50_ms": 5.0, "during_p95_ms": 102.0, "during_loss": 0.0,  # 3 x 5, 2 x 102
@@ -399,7 +403,8 @@ def test_the_cli_with_one_folder_writes_no_comparison(tmp_path, capsys, monkeypa
     folder = copy(DELAY, tmp_path)
     assert main(["report", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "reroute_s         1 (1.18)" in out and "moved                  2/2          0/1" in out
+    assert "reroute_s                 1 (1.18)" in out
+    assert "moved                          2/2            0/1" in out
     assert not (tmp_path / "comparison.csv").exists()
 
 

@@ -13,6 +13,7 @@ import topohub
 
 from dmsc.errors import ConfigError
 from dmsc.experiments import (
+    Calibration,
     Event,
     Impairment,
     WorkloadSpec,
@@ -192,6 +193,12 @@ def test_minimal_file_takes_the_defaults():
     assert (experiment.repetitions, experiment.seed, experiment.timeline) == (1, 0, ())
     assert experiment.description == "" and experiment.reuse_network is False
     assert load(build(MIN, reuse_network=True)).reuse_network is True
+    assert experiment.calibration == Calibration(floor_s=3.0, impairment_s=3.0, interval_s=0.05)
+    off = load(build(MIN, calibration={"floor_s": 0, "interval_s": 0.1})).calibration
+    assert off == Calibration(floor_s=0, impairment_s=3.0, interval_s=0.1)
+    assert load(build(MIN, calibration=None)).calibration == Calibration()
+    quiet = Calibration(floor_s=0, impairment_s=0)
+    assert quiet.describe() == "calibration off"
     assert [p.name for p in experiment.topology.pods] == ["pod1", "pod2", "pod3", "pod4"]
     assert experiment.workload == (WorkloadSpec("pod2", "/B"),)
     (variant,) = experiment.variants
@@ -486,7 +493,24 @@ def impair(**keys) -> list[dict]:
 
 CASES = [
     # top level: keys, types, ranges
-    ({"sccs": {}}, f"sccs: unknown key (known: {TOP}, timeline, reuse_network, variants)"),
+    (
+        {"sccs": {}},
+        f"sccs: unknown key (known: {TOP}, timeline, reuse_network, calibration, variants)",
+    ),
+    (
+        {"calibration": {"floor": 3}},
+        "calibration.floor: unknown key (known: floor_s, impairment_s, interval_s)",
+    ),
+    ({"calibration": {"floor_s": -1}}, "calibration.floor_s: must be >= 0, got -1"),
+    (
+        {"calibration": {"impairment_s": "3 s"}},
+        "calibration.impairment_s: expected a number, got '3 s'",
+    ),
+    (
+        {"calibration": {"interval_s": 0.001}},
+        "calibration.interval_s: must be in [0.01, 1], got 0.001",
+    ),
+    ({"calibration": [3]}, "calibration: expected a mapping, got a list"),
     ({"reuse_network": "yes please"}, "reuse_network: expected true or false, got 'yes please'"),
     ({"reuse_network": 1}, "reuse_network: expected true or false, got 1"),
     ({"duration_s": DROP}, "duration_s: required"),

@@ -67,6 +67,29 @@ def vm_run() -> VmRun:
     return run
 
 
+RunExperiment = Callable[..., tuple[subprocess.CompletedProcess, Path]]
+
+
+@pytest.fixture(scope="session")
+def run_experiment(vm_run: VmRun, tmp_path_factory: pytest.TempPathFactory) -> RunExperiment:
+    """``dmsc run FILE [ARGS]`` in the VM, quiet, into a fresh results folder; returns the
+    finished process and the one results folder it wrote (asserted: exactly one)."""
+
+    def run(experiment: str, *arguments: str, timeout: float) -> tuple:
+        results = tmp_path_factory.mktemp(f"vm-{Path(experiment).stem}")
+        proc = vm_run(
+            ["python3", "-m", "dmsc", "run", experiment, *arguments, "--results", "/results",
+             "--quiet"],
+            results=results, timeout=timeout,
+        )  # fmt: skip
+        folders = [p for p in results.iterdir() if p.is_dir()]
+        assert len(folders) == 1, f"exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr}"
+        print(proc.stdout[-3000:])
+        return proc, folders[0]
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def selftest(vm_run: VmRun, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """One boot running every in-VM check (``dmsc.vm.guest.selftest``); check name → result."""

@@ -17,17 +17,9 @@ EXPERIMENT_TIMEOUT_S = 1800  # two Figure 2 networks start under TCG in ~2.5 min
 
 
 @pytest.fixture(scope="module")
-def delay_run(vm_run, tmp_path_factory) -> dict:
-    results = tmp_path_factory.mktemp("vm-delay-reroute")
-    proc = vm_run(
-        ["python3", "-m", "dmsc", "run", "experiments/delay-reroute.yaml", "--repetitions", "2",
-         "--results", "/results", "--quiet"],
-        results=results, timeout=EXPERIMENT_TIMEOUT_S,
-    )  # fmt: skip
-    folders = [p for p in results.iterdir() if p.is_dir()]
-    assert len(folders) == 1, f"exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr}"
-    (folder,) = folders
-    print(proc.stdout[-2000:])
+def delay_run(run_experiment) -> dict:
+    proc, folder = run_experiment("experiments/delay-reroute.yaml", "--repetitions", "2",
+                                  timeout=EXPERIMENT_TIMEOUT_S)  # fmt: skip
     return {
         "status": proc.returncode,
         "meta": json.loads((folder / "metadata.json").read_text()),
@@ -35,6 +27,7 @@ def delay_run(vm_run, tmp_path_factory) -> dict:
         "decisions": pd.read_csv(folder / "decisions.csv"),
         "requests": pd.read_csv(folder / "requests.csv"),
         "events": pd.read_csv(folder / "events.csv"),
+        "calibration": pd.read_csv(folder / "calibration.csv"),
     }
 
 
@@ -44,6 +37,17 @@ def test_the_run_completes_with_the_exact_netem_commands(delay_run):
     impair = delay_run["events"][delay_run["events"]["action"] == "impair"]
     assert impair["ok"].all()
     assert impair["commands"].str.contains("netem delay 200ms").all()
+
+
+def test_every_repetition_measured_its_floor_and_the_impairment_as_set(delay_run):
+    table = delay_run["calibration"]
+    floors = table[(table["measurement"] == "floor") & (table["kind"] == "path")]
+    assert len(floors) == 4 and (floors["loss"] == 0).all()  # 2 variants x 2 repetitions
+    impaired = table[table["measurement"] == "impairment"]
+    assert len(impaired) == 4 and (impaired["expected_rise_ms"] == 400).all()  # 200 ms both ways
+    assert (impaired["measured_rise_ms"] - 400).abs().max() < 2, impaired  # ping: 1 ms at 400
+    summary = delay_run["summary"]
+    assert (summary["floor_p50_ms"] > 0).all() and summary["measured_rise_ms"].notna().all()
 
 
 def in_repetition(frame: pd.DataFrame, variant: str, repetition: int) -> pd.DataFrame:
@@ -89,19 +93,13 @@ def test_routing_alone_keeps_the_calls_on_the_delayed_instance(delay_run):
 
 
 @pytest.fixture(scope="module")
-def jitter_run(vm_run, tmp_path_factory) -> dict:
-    results = tmp_path_factory.mktemp("vm-jitter-reroute")
-    proc = vm_run(
-        ["python3", "-m", "dmsc", "run", "experiments/jitter-reroute.yaml", "--variants", "scsc",
-         "--repetitions", "1", "--results", "/results", "--quiet"],
-        results=results, timeout=EXPERIMENT_TIMEOUT_S,
-    )  # fmt: skip
-    folders = [p for p in results.iterdir() if p.is_dir()]
-    assert len(folders) == 1, f"exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr}"
+def jitter_run(run_experiment) -> dict:
+    proc, folder = run_experiment("experiments/jitter-reroute.yaml", "--variants", "scsc",
+                                  "--repetitions", "1", timeout=EXPERIMENT_TIMEOUT_S)  # fmt: skip
     return {
         "status": proc.returncode,
-        "decisions": pd.read_csv(folders[0] / "decisions.csv"),
-        "summary": pd.read_csv(folders[0] / "summary.csv").set_index("variant"),
+        "decisions": pd.read_csv(folder / "decisions.csv"),
+        "summary": pd.read_csv(folder / "summary.csv").set_index("variant"),
     }
 
 

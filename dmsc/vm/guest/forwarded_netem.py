@@ -38,7 +38,6 @@ import bisect
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -52,6 +51,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from dmsc.measurement.ping import Reply, parse_timed_replies, send_times
 from dmsc.names import name_address, name_prefix
 from dmsc.topologies.builders import linear
 from dmsc.topologies.spec import TopologySpec
@@ -114,13 +114,6 @@ LOSS_PHASE = Phase("loss", ("loss", f"{LOSS:.0%}"))
 
 
 @dataclass(frozen=True)
-class Reply:
-    seq: int
-    sent_at: float  # wall clock, seconds (every namespace in the VM shares the clock)
-    rtt_ms: float
-
-
-@dataclass(frozen=True)
 class Window:
     """A phase held the link from ``start`` (its tc command returned) to ``end`` (the next
     one started)."""
@@ -160,42 +153,6 @@ def ping_command(target: str, count: int, interval: float, quiet: bool = False) 
 def stream_command(target: str, interval: float = PING_INTERVAL_S) -> list[str]:
     """A ping that runs until interrupted, printing each reply's arrival time (``-D``)."""
     return ["ping", "-6", "-n", "-D", "-i", f"{interval:g}", "-W", str(PING_WAIT_S), target]
-
-
-_TIMED_REPLY = re.compile(r"^\[(\d+\.\d+)\] .*icmp_seq=(\d+) .*time=([\d.]+) ms", re.M)
-
-
-def parse_timed_replies(output: str) -> dict[int, Reply]:
-    """Replies of ``ping -D`` by sequence number (duplicates ignored), with their send time:
-    the arrival time printed less the RTT."""
-    replies: dict[int, Reply] = {}
-    for arrived, seq, rtt in _TIMED_REPLY.findall(output):
-        number = int(seq)
-        if number not in replies:
-            replies[number] = Reply(number, float(arrived) - float(rtt) / 1000, float(rtt))
-    return replies
-
-
-def send_times(replies: Mapping[int, Reply], transmitted: int, interval: float) -> list[float]:
-    """When each request 1..transmitted left: from its reply, else interpolated between the
-    nearest answered ones (ping sends at a steady interval)."""
-    known = sorted(replies)
-    if not known:
-        return []
-    times = []
-    for seq in range(1, transmitted + 1):
-        if seq in replies:
-            times.append(replies[seq].sent_at)
-            continue
-        at = bisect.bisect(known, seq)
-        before, after = known[max(0, at - 1)], known[min(len(known) - 1, at)]
-        if before < seq < after:
-            span = (replies[after].sent_at - replies[before].sent_at) / (after - before)
-            times.append(replies[before].sent_at + span * (seq - before))
-        else:
-            anchor = before if before < seq else after
-            times.append(replies[anchor].sent_at + interval * (seq - anchor))
-    return times
 
 
 def attribute(

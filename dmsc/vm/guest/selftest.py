@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
+from dmsc.measurement.ping import parse_ping_counts
+
 NS_A, NS_B = "dmsc-st-a", "dmsc-st-b"
 IF_A, IF_B = "dmsc-st-va", "dmsc-st-vb"
 ADDR_A, ADDR_B = "10.0.0.1", "10.0.0.2"
@@ -55,14 +57,6 @@ class Check:
 def parse_ping_rtts(output: str) -> list[float]:
     """The ``time=… ms`` of each reply in ping's output."""
     return [float(value) for value in re.findall(r"time=([\d.]+) ms", output)]
-
-
-def parse_ping_counts(output: str) -> tuple[int, int]:
-    """(transmitted, received) from ping's summary line."""
-    match = re.search(r"(\d+) packets transmitted, (\d+) received", output)
-    if not match:
-        raise ValueError("no ping summary line in the output")
-    return int(match.group(1)), int(match.group(2))
 
 
 def delay_bounds(delay: float, jitter: float, count: int) -> dict[str, float]:

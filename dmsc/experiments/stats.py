@@ -1,0 +1,51 @@
+"""Order statistics the reports share: exact nearest-rank percentiles and their intervals."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def _rank(q: float, n: int) -> int:
+    # the rank rounded first: 99.9 % of 1,000 is 999.0000000000001 in floating point
+    return max(1, math.ceil(round(q * n / 100, 9)))
+
+
+def percentiles(latencies: pd.Series | Sequence[float], wanted: Mapping[str, float]) -> dict:
+    """Nearest rank: the smallest value with at least q % of the samples at or below it."""
+    values = np.asarray(latencies, dtype=float)
+    if values.size == 0:
+        return dict.fromkeys(wanted, math.nan)
+    ordered = np.sort(values)
+    return {key: float(ordered[_rank(q, len(ordered)) - 1]) for key, q in wanted.items()}
+
+
+def percentile_interval(samples: Sequence[float], q: float, z: float) -> tuple[float, float]:
+    """A distribution-free confidence interval of the q-th percentile: the order statistics at
+    ranks n·q/100 ∓ z·sqrt(n·q/100·(1 - q/100)) (the normal approximation of the binomial
+    count of samples below the true percentile), clamped to the samples. NaN for none."""
+    ordered = np.sort(np.asarray(samples, dtype=float))
+    n = len(ordered)
+    if n == 0:
+        return math.nan, math.nan
+    p = q / 100
+    half = z * math.sqrt(n * p * (1 - p))
+    low = min(n, max(1, math.floor(n * p - half)))
+    high = min(n, max(1, math.ceil(n * p + half) + 1))
+    return float(ordered[low - 1]), float(ordered[high - 1])
+
+
+def wilson_interval(successes: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson's score interval of a binomial proportion: sound at 0 and 1, unlike p ± z·sd."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    # exactly 0 and 1 at the ends (the formula leaves a rounding error there)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
