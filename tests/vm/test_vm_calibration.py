@@ -46,7 +46,7 @@ def test_the_floor_is_measured_on_the_path_and_on_the_link(calibration_run):
     assert (calibration_run["summary"]["floor_p50_ms"] == path["p50_ms"]).all()
 
 
-DELAYS = {1: 2, 7: 10, 13: 40, 19: 100, 25: 40, 31: 100, 55: 20}  # at_s: RTT rise set (ms)
+DELAYS = {1: 2, 7: 10, 13: 40, 19: 100, 55: 20}  # at_s: RTT rise set (ms), no jitter
 
 
 @pytest.mark.parametrize(("at_s", "rise"), DELAYS.items())
@@ -61,8 +61,9 @@ def test_each_delay_raises_the_rtt_by_what_was_set(calibration_run, at_s, rise):
 
 
 def test_jitter_spreads_the_rtt_as_uniform_noise_both_ways_predicts(calibration_run):
-    for at_s in (25, 31):
+    for at_s in (25, 31):  # the median moves with the noise too: judged by its interval alone
         step = calibration_run["steps"].loc[at_s]
+        assert step["agrees"], step["disagreement"]
         assert math.isfinite(step["expected_spread_ms"]), step.to_dict()
         assert step["spread_low_ms"] - 1 <= step["expected_spread_ms"] <= step["spread_high_ms"] + 1
 

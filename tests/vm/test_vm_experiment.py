@@ -36,7 +36,7 @@ def test_the_run_completes_with_the_exact_netem_commands(delay_run):
     assert delay_run["meta"]["complete"] is True
     impair = delay_run["events"][delay_run["events"]["action"] == "impair"]
     assert impair["ok"].all()
-    assert impair["commands"].str.contains("netem delay 200ms").all()
+    assert impair["commands"].str.contains("netem delay 50ms").all()
 
 
 def test_every_repetition_measured_its_floor_and_the_impairment_as_set(delay_run):
@@ -44,8 +44,8 @@ def test_every_repetition_measured_its_floor_and_the_impairment_as_set(delay_run
     floors = table[(table["measurement"] == "floor") & (table["kind"] == "path")]
     assert len(floors) == 4 and (floors["loss"] == 0).all()  # 2 variants x 2 repetitions
     impaired = table[table["measurement"] == "impairment"]
-    assert len(impaired) == 4 and (impaired["expected_rise_ms"] == 400).all()  # 200 ms both ways
-    assert (impaired["measured_rise_ms"] - 400).abs().max() < 2, impaired  # ping: 1 ms at 400
+    assert len(impaired) == 4 and (impaired["expected_rise_ms"] == 100).all()  # 50 ms both ways
+    assert (impaired["measured_rise_ms"] - 100).abs().max() < 2, impaired  # ping: 1 ms at 100
     summary = delay_run["summary"]
     assert (summary["floor_p50_ms"] > 0).all() and summary["measured_rise_ms"].notna().all()
 
@@ -58,10 +58,10 @@ def in_repetition(frame: pd.DataFrame, variant: str, repetition: int) -> pd.Data
 def test_with_the_scsc_the_calls_move_and_the_reroute_is_timed(delay_run, repetition):
     summary = delay_run["summary"]
     row = summary[summary["repetition"] == repetition].loc["scsc"]
-    assert math.isfinite(row["reroute_s"]) and 0 < row["reroute_s"] < 15, row.to_dict()
+    assert math.isfinite(row["reroute_s"]) and 0 < row["reroute_s"] < 8, row.to_dict()
     assert math.isfinite(row["decide_s"]), row.to_dict()
     decisions = in_repetition(delay_run["decisions"], "scsc", repetition)
-    moved = decisions[(decisions["time_s"] > 10) & (decisions["new_instance"] == "/B/1")]
+    moved = decisions[(decisions["time_s"] > 6) & (decisions["new_instance"] == "/B/1")]
     assert not moved.empty and moved["trigger"].str.contains("delay").any(), decisions
     requests = in_repetition(delay_run["requests"], "scsc", repetition)
     events = in_repetition(delay_run["events"], "scsc", repetition)
@@ -70,7 +70,7 @@ def test_with_the_scsc_the_calls_move_and_the_reroute_is_timed(delay_run, repeti
     # to start: the slots due meanwhile are skipped.)
     before = requests[requests["intended_s"] < applied]
     assert len(before) >= 5 and (before["served_by"] == "pod4").mean() > 0.95, before
-    during = requests[requests["intended_s"].between(20, 29)]
+    during = requests[requests["intended_s"].between(10, 13.5)]
     assert (during["served_by"] == "pod1").mean() > 0.8
 
 
@@ -85,11 +85,11 @@ def test_routing_alone_keeps_the_calls_on_the_delayed_instance(delay_run):
     assert len(summary) == 2 and summary["reroute_s"].isna().all(), summary
     requests = delay_run["requests"]
     during = requests[
-        (requests["variant"] == "routing-only") & requests["intended_s"].between(12, 29)
+        (requests["variant"] == "routing-only") & requests["intended_s"].between(7, 13.5)
     ]
     served = during[during["ok"]]
     assert len(served) > 0.9 * len(during) and (served["served_by"] == "pod4").all()
-    assert served["latency_ms"].median() > 200  # the 200 ms one way, on every request
+    assert served["latency_ms"].median() > 100  # 50 ms each way, twice per call (TCP)
 
 
 @pytest.fixture(scope="module")
