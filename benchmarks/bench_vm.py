@@ -182,7 +182,7 @@ def netem_accuracy(report: Mapping) -> dict:
     jitter and loss as configured against as measured through the forwarders."""
     import pandas as pd
 
-    from dmsc.experiments.report import percentiles  # nearest rank, as every report's
+    from dmsc.experiments.stats import percentiles  # nearest rank, as every report's
     from dmsc.vm.guest.forwarded_netem import median_rise
 
     samples = {name: [rtt for rnd in phase["rounds"] for rtt in rnd]

@@ -45,7 +45,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dmsc.experiments.stats import percentile_interval, percentiles, wilson_interval
+from dmsc.experiments.stats import (
+    jittered_percentile,
+    percentile_interval,
+    percentiles,
+    wilson_interval,
+)
 
 Z = 2.576  # 99 %: ten repetitions of three checks would raise a false alarm too often at 95 %
 SLACK_MS = 1.0
@@ -117,32 +122,6 @@ def measure(rtts: Sequence[float | None]) -> dict:
     stats |= percentiles(answered, QUANTILES)
     stats["spread_ms"] = stats["p90_ms"] - stats["p10_ms"]
     return stats
-
-
-def _noise_cdf(x: float, jitter: float, ways: int) -> float:
-    """P(sum of ``ways`` uniform(-jitter, jitter) <= x): uniform for one, triangular for two."""
-    if ways == 1:
-        return min(1.0, max(0.0, (x + jitter) / (2 * jitter)))
-    width = 2 * jitter
-    if x <= -width:
-        return 0.0
-    if x >= width:
-        return 1.0
-    if x <= 0:
-        return (x + width) ** 2 / (2 * width * width)
-    return 1 - (width - x) ** 2 / (2 * width * width)
-
-
-def jittered_percentile(floor: Sequence[float], jitter: float, ways: int, q: float) -> float:
-    """The q-th percentile of ``floor``'s RTTs each moved by the jitter noise (bisection on the
-    mean of their smoothed distribution functions)."""
-    reach = jitter * ways
-    low, high = min(floor) - reach, max(floor) + reach
-    for _ in range(60):
-        middle = (low + high) / 2
-        below = sum(_noise_cdf(middle - rtt, jitter, ways) for rtt in floor) / len(floor)
-        low, high = (middle, high) if below < q / 100 else (low, middle)
-    return high
 
 
 def expected_spread(floor: Sequence[float], configured: Configured) -> float:
@@ -229,27 +208,22 @@ def calibration_table(pings: pd.DataFrame | None, metadata: Mapping) -> pd.DataF
     configured = impairments(metadata)
     rows = []
     groups = pings.groupby(list(KEY), sort=False, dropna=False)
-    floors = {key: group["rtt_ms"].dropna().tolist() for key, group in groups if key[2] == "floor"}
+    # a floor by (variant, repetition, kind, source, target): its at_s is NaN, never equal
+    floors = {
+        (variant, repetition, kind, source, target): group["rtt_ms"].dropna().tolist()
+        for (variant, repetition, measurement, kind, source, target, _), group in groups
+        if measurement == "floor"
+    }
     for key, group in groups:
         row = dict(zip(KEY, key, strict=True)) | measure(group["rtt_ms"].tolist())
-        if key[2] == "impairment":
-            variant, repetition, _, _, source, target, at_s = key
-            floor = _floor_of(floors, variant, repetition, source, target)
-            impairment = configured.get((variant, float(at_s), f"{source}-{target}"))
-            if impairment is not None:
-                row |= compare(floor or [], group["rtt_ms"].tolist(), impairment)
+        variant, repetition, measurement, _, source, target, at_s = key
+        impairment = configured.get((variant, float(at_s), f"{source}-{target}"))
+        if measurement == "impairment" and impairment is not None:
+            floor = floors.get((variant, repetition, "link", source, target), [])
+            row |= compare(floor, group["rtt_ms"].tolist(), impairment)
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.reindex(columns=list(COLUMNS))
-
-
-def _floor_of(floors: Mapping, variant: str, repetition: int, source: str, target: str):
-    """The link's floor RTTs in this repetition (a NaN in a key never equals another NaN:
-    matched field by field, at_s left out)."""
-    for (v, r, _, kind, s, t, _), rtts in floors.items():
-        if (v, r, kind, s, t) == (variant, repetition, "link", source, target):
-            return rtts
-    return None
 
 
 def summary_columns(table: pd.DataFrame, variant: str, repetition: int, event) -> dict:

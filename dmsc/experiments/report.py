@@ -232,6 +232,7 @@ class ResultsRun:
     #: per variant, in metadata order: its thresholds, or None for a variant without an SCSC
     thresholds: Mapping[str, ThresholdTable | None]
     notes: tuple[str, ...]
+    calibration: pd.DataFrame  # calibration.csv, computed once from pings.csv
 
     @property
     def complete(self) -> bool:
@@ -272,8 +273,9 @@ def load_run(folder: Path | str) -> ResultsRun:
     _check_variants(folder, tables, thresholds)
     notes += _event_notes(tables["events"])
     notes += _workload_notes(metadata, tables["requests"])
-    notes += calibration.notes(calibration.calibration_table(tables["pings"], metadata))
-    return ResultsRun(folder, metadata, tables, thresholds, tuple(notes))
+    measured = calibration.calibration_table(tables["pings"], metadata)
+    notes += calibration.notes(measured)
+    return ResultsRun(folder, metadata, tables, thresholds, tuple(notes), measured)
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -400,25 +402,15 @@ def _name(text: str) -> str:
     return str(ServiceName.parse(text))  # InvalidName is a ValueError
 
 
-def _change(text: str) -> str:
-    if text not in ("add", "modify", "delete"):
-        raise ValueError(text)
-    return text
-
-
 def _one_of(*allowed: str) -> Callable[[str], str]:
+    """A parser that accepts exactly these words."""
+
     def parse(text: str) -> str:
         if text not in allowed:
             raise ValueError(text)
         return text
 
     return parse
-
-
-def _action(text: str) -> str:
-    if text not in ACTIONS:
-        raise ValueError(text)
-    return text
 
 
 PARSERS: Mapping[str, tuple[Callable[[str], Any], str]] = {
@@ -429,8 +421,8 @@ PARSERS: Mapping[str, tuple[Callable[[str], Any], str]] = {
     "bool": (_bool, "true or false"),
     "name": (_name, "a service or instance name such as /B/4"),
     "cookie": (lambda text: int(text, 0), "an OpenFlow cookie such as 0xd5c0739201f6dfdc"),
-    "action": (_action, f"an action ({', '.join(sorted(ACTIONS))})"),
-    "change": (_change, "add, modify or delete"),
+    "action": (_one_of(*ACTIONS), f"an action ({', '.join(sorted(ACTIONS))})"),
+    "change": (_one_of("add", "modify", "delete"), "add, modify or delete"),
     "measurement": (_one_of("floor", "impairment"), "floor or impairment"),
     "kind": (_one_of("path", "link"), "path or link"),
 }
@@ -604,8 +596,7 @@ def latency_notes(summary: pd.DataFrame) -> list[str]:
 
 def build_calibration(folder: Path | str | ResultsRun) -> pd.DataFrame:
     """calibration.csv: the noise floor and every impairment as measured (calibration.py)."""
-    run = _as_run(folder)
-    return calibration.calibration_table(run.tables["pings"], run.metadata)
+    return _as_run(folder).calibration.copy()  # the caller may change it; the run keeps its own
 
 
 def _repetition_rows(

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from dmsc.experiments.stats import jittered_percentile
 from dmsc.topologies import figure2
 from dmsc.topologies.builders import linear
 from dmsc.vm.guest import forwarded_netem as fn
@@ -155,9 +156,9 @@ def test_a_shifted_jitter_phase_fails_on_its_median(rng):
 
 def test_jittered_quantiles_of_a_constant_are_those_of_the_uniform():
     constant = [50.0] * 10
-    assert fn.jittered_quantile(constant, 20.0, 0.5) == pytest.approx(50.0)
-    assert fn.jittered_quantile(constant, 20.0, 0.1) == pytest.approx(34.0)
-    assert fn.jittered_quantile([40.0, 60.0], 10.0, 0.5) == pytest.approx(50.0, abs=1e-6)
+    assert jittered_percentile(constant, 20.0, 1, 50) == pytest.approx(50.0)
+    assert jittered_percentile(constant, 20.0, 1, 10) == pytest.approx(34.0)
+    assert jittered_percentile([40.0, 60.0], 10.0, 1, 50) == pytest.approx(50.0, abs=1e-6)
 
 
 def test_the_ports_on_the_path_each_way():

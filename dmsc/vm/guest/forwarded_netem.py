@@ -51,6 +51,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from dmsc.experiments.stats import jittered_percentile
 from dmsc.measurement.ping import Reply, parse_timed_replies, send_times
 from dmsc.names import name_address, name_prefix
 from dmsc.topologies.builders import linear
@@ -285,21 +286,6 @@ def delay_verdict(base: PhaseSamples, delay: PhaseSamples, delay_ms: float = DEL
     return Check("delay", not problems, "; ".join(problems) or summary, measured)
 
 
-def jittered_quantile(rtts: Sequence[float], jitter_ms: float, q: float) -> float:
-    """The ``q``-quantile of ``rtts`` with each moved by uniform jitter of ±``jitter_ms``: where
-    the mean of their smoothed distribution functions reaches ``q`` (bisection)."""
-
-    def below(t: float) -> float:
-        width = 2 * jitter_ms
-        return sum(min(1.0, max(0.0, (t - rtt + jitter_ms) / width)) for rtt in rtts) / len(rtts)
-
-    low, high = min(rtts) - jitter_ms, max(rtts) + jitter_ms
-    for _ in range(50):
-        middle = (low + high) / 2
-        low, high = (middle, high) if below(middle) < q else (low, middle)
-    return high
-
-
 def _lower_half(rtts: Sequence[float]) -> tuple[float, float]:
     """(10th percentile, median)."""
     return statistics.quantiles(rtts, n=10)[0], statistics.median(rtts)
@@ -307,7 +293,7 @@ def _lower_half(rtts: Sequence[float]) -> tuple[float, float]:
 
 def jitter_measures(delay: Sequence[float], jitter: Sequence[float], jitter_ms: float) -> dict:
     p10, median = _lower_half(jitter)
-    predicted = [jittered_quantile(delay, jitter_ms, q) for q in (0.1, 0.5)]
+    predicted = [jittered_percentile(delay, jitter_ms, 1, q) for q in (10, 50)]
     return {
         "median": median, "predicted_median": predicted[1],
         "lower_spread": median - p10, "predicted_lower_spread": predicted[1] - predicted[0],
