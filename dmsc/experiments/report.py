@@ -55,7 +55,12 @@ cumulative (``detect_s <= decide_s <= install_s`` normally), not lengths of succ
   ``reroute_s`` is the earliest move of any stream: NaN when none moved, or none had a
   successful request before the event.
 
-``detect_s``, ``decide_s`` and ``install_s`` are NaN in a variant without an SCSC.
+- ``false_alarms``: the telemetry samples (targets under the workload's services) that cross
+  a threshold from t0 to the timeline's first event, when nothing is impaired yet.
+
+``detect_s``, ``decide_s``, ``install_s`` and ``false_alarms`` are NaN in a variant without
+an SCSC. detection.csv (:mod:`dmsc.experiments.detection`) counts them per variant and
+impairment; cpu_shares.csv (:mod:`dmsc.experiments.cpu_shares`) is where the CPU went.
 
 Per window, in this order: ``{before,during,after}_n``, the successful calls due in the
 window, all streams together (0 for an empty or absent window); ``_p50_ms``, ``_p95_ms``,
@@ -123,6 +128,8 @@ from dmsc.controllers.decision import policy_cookie
 from dmsc.controllers.thresholds import ThresholdTable, crossings
 from dmsc.errors import ConfigError, DmscError
 from dmsc.experiments import calibration
+from dmsc.experiments.cpu_shares import cpu_figure, cpu_shares
+from dmsc.experiments.detection import build_detection, detection_figure, sweeps
 from dmsc.experiments.stats import percentiles
 from dmsc.names import ServiceName
 
@@ -170,6 +177,10 @@ TABLES: Mapping[str, Mapping[str, str]] = {
         "source": "text", "target": "text", "at_s": "number", "seq": "int", "sent_s": "number",
         "rtt_ms": "number",
     },
+    "cpu": {
+        "variant": "text", "repetition": "int", "node": "text", "role": "text",
+        "cpu_s": "number", "wall_s": "number",
+    },
     "events": {
         "variant": "text", "repetition": "int", "at_s": "time", "applied_s": "number",
         "action": "action", "target": "text", "commands": "text", "ok": "bool", "error": "text",
@@ -193,6 +204,7 @@ PREDATES_OPEN_LOOP = (
 OPTIONAL_TABLES = {
     "policy_changes": "install times from the final tables (policies.csv), NaN where replaced",
     "pings": "no noise floor or impairment accuracy (calibration.csv, the floor_* columns)",
+    "cpu": "no CPU accounting (cpu_shares.csv, cpu.png)",
 }
 WINDOWS = ("before", "during", "after")
 PARTS = ("detect_s", "decide_s", "install_s", "reroute_s")
@@ -202,6 +214,7 @@ LADDER = {"p50_ms": 50, "p90_ms": 90, "p95_ms": 95, "p99_ms": 99, "p999_ms": 99.
 WINDOW_METRICS = ("n", *SUMMARY_PERCENTILES, "loss")
 METRICS = (
     *PARTS,
+    "false_alarms",
     *(f"{w}_{m}" for w in WINDOWS for m in WINDOW_METRICS),
     *calibration.SUMMARY_METRICS,
 )
@@ -605,6 +618,7 @@ def _repetition_rows(
     timeline = _timeline(run.rows("events", variant, repetition))
     requests = front_end(run.rows("requests", variant, repetition))
     services = sorted(set(requests["service"]))
+    quiet = (0.0, timeline["time"].min()) if len(timeline) else (0.0, math.inf)
     rows = []
     for position, event in enumerate(timeline.itertuples()):
         if event.action not in CLEARED_BY:
@@ -615,6 +629,7 @@ def _repetition_rows(
         row["reroute_s"] = _first_move(requests, windows) - event.time
         if run.thresholds[variant] is not None:
             row |= _control_parts(run, variant, repetition, services, windows)
+            row["false_alarms"] = _false_alarms(run, variant, repetition, services, quiet)
         for name in WINDOWS:
             row |= _window_stats(requests, getattr(windows, name), name)
         row |= calibration.summary_columns(measured, variant, repetition, event)
@@ -704,6 +719,17 @@ def _control_parts(
         changes = run.rows("policy_changes", variant, repetition)
         installed = _installed(changes[changes["change"] != "delete"], decisions, first, "time_s")
     return {"detect_s": detected - t, "decide_s": first["time_s"] - t, "install_s": installed - t}
+
+
+def _false_alarms(
+    run: ResultsRun, variant: str, repetition: int, services: list[str], quiet: tuple
+) -> int:
+    """Telemetry samples that cross a threshold in ``quiet``, from t0 to the first event:
+    with nothing impaired yet, the testbed's own noise taken for a degradation."""
+    telemetry = _under(run.rows("telemetry", variant, repetition), "target", services)
+    table = run.thresholds[variant]
+    samples = _in(telemetry, "time_s", quiet).itertuples()
+    return sum(bool(crossings(_Quality.of(s), table.for_service(s.target))) for s in samples)
 
 
 def _under(frame: pd.DataFrame, column: str, services: list[str]) -> pd.DataFrame:
@@ -860,7 +886,7 @@ def format_table(aggregated: pd.DataFrame) -> str:
 def _cell(metric: str, median: float, p95: float) -> str:
     if math.isnan(median):
         return "-"
-    if metric.endswith("_n"):  # a count, in full
+    if metric.endswith("_n") or metric == "false_alarms":  # a count, in full
         return f"{median:.0f} ({p95:.0f})"
     return f"{median:.4g} ({p95:.4g})"
 
@@ -869,17 +895,25 @@ def _cell(metric: str, median: float, p95: float) -> str:
 
 
 def write_report(folder: Path | str | ResultsRun) -> list[Path]:
-    """summary.csv, percentiles.csv, calibration.csv, latency.png/.pdf, reroute.png/.pdf and
-    report.tex."""
+    """summary.csv, percentiles.csv, calibration.csv, detection.csv, cpu_shares.csv,
+    latency.png/.pdf, reroute.png/.pdf, detection.png/.pdf (a sweep of delays), cpu.png/.pdf
+    (with cpu.csv) and report.tex."""
     run = _as_run(folder)
     plt = _pyplot()
     summary = build_summary(run)
     ladder = build_percentiles(run)
     measured = build_calibration(run)
+    detected = build_detection(summary, run.metadata)
+    shares = cpu_shares(run.tables["cpu"], run.variants)
     tex = report_tex(run, aggregate(summary), latency_notes(summary))
     figures = {"latency": latency_figure(run), "reroute": reroute_figure(run, summary)}
+    if sweeps(detected):
+        figures["detection"] = detection_figure(detected, _title(run, "degradations detected"))
+    if not shares.empty:
+        figures["cpu"] = cpu_figure(shares, _title(run, "where the CPU went"))
     try:
-        tables = {"summary": summary, "percentiles": ladder, "calibration": measured}
+        tables = {"summary": summary, "percentiles": ladder, "calibration": measured,
+                  "detection": detected, "cpu_shares": shares}  # fmt: skip
         paths = results.write_tables(tables, run.folder)
         for name, figure in figures.items():
             paths += results.write_figure(figure, run.folder, name)
@@ -892,7 +926,7 @@ def write_report(folder: Path | str | ResultsRun) -> list[Path]:
 
 
 def _title(run: ResultsRun, what: str) -> str:
-    title = f"{run.folder.name}: {what}"
+    title = f"{run.folder.resolve().name}: {what}"  # "." names no folder
     return title if run.complete else f"{title}\nINCOMPLETE RUN (metadata.json: complete false)"
 
 
@@ -1001,6 +1035,7 @@ LABELS = {
     "decide_s": "decide (s)",
     "install_s": "install (s)",
     "reroute_s": "reroute (s)",
+    "false_alarms": "crossings before the first event",
     **{
         f"{w}_{m}": f"{label} {w}"
         for w in WINDOWS
@@ -1026,7 +1061,7 @@ def _latex_number(metric: str, value: float) -> str:
         return "--"
     if metric.endswith("_loss"):
         return f"{100 * value:.1f}\\%"
-    if metric.endswith("_n"):
+    if metric.endswith("_n") or metric == "false_alarms":
         return f"{value:.0f}"
     return f"{value:.1f}" if metric.endswith("_ms") else f"{value:.3f}"
 

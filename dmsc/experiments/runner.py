@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import re
+import selectors
 import shlex
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from dmsc.errors import DmscError
 from dmsc.experiments.impair import Command, clear_commands, ends_for, impair_commands
+from dmsc.measurement import cpu
 from dmsc.measurement.ping import requests as ping_requests
 from dmsc.names import name_address
 from dmsc.nodes.calls import parent_of, trace_of
@@ -114,6 +116,7 @@ TABLES = {
         "installed_s",
         "packets",
     ),
+    "cpu": ("variant", "repetition", "node", "role", "cpu_s", "wall_s"),
     "events": (
         "variant",
         "repetition",
@@ -133,6 +136,8 @@ SETTLE_TIMEOUT_S = 60.0
 #: that its reply (up to PING_WAIT_S late) is not held by what that event changes
 PING_MARGIN_S = 0.5
 PING_WAIT_S = 2
+CLIENT_READY_TIMEOUT_S = 60.0
+CLIENT_START_MARGIN_S = 0.05  # for the start time to reach every client before it passes
 MIN_PINGS = 5  # fewer, after an impairment, tell nothing: not started
 RESET_RETRY_S = 10.0  # a table read back during a reset is taken over again: reset once more
 
@@ -359,14 +364,19 @@ class ExperimentRunner:
             if fresh:
                 record["start_view_retried"] = self._fresh_scsc_view(network, variant)
                 since = max(since, time.time())  # what the warm-up decided is not this run's
-        self._measure_floor(network, variant, label)
-        t0 = time.time()
-        record["t0"] = t0
         # in the run folder: `dmsc clean` finds what mentions it, should this process die
-        outputs = self._start_workload(network, variant, network.run_dir, t0, repetition)
+        outputs = self._start_workload(network, variant, network.run_dir, repetition)
         try:
+            # the clients' start-up (seconds of the VM's one CPU) ends before the floor is
+            # measured, and the SGs' jitter estimates have forgotten it by t0
+            _wait_ready(outputs)
+            self._measure_floor(network, variant, label)
+            t0 = _start_clients(outputs)
+            record["t0"] = t0
+            cpu_before = cpu_snapshot(network)
             events = self._timeline(network, variant, t0, label)
             self._wait_workload(outputs, t0 + self.experiment.duration_s, label)
+            cpu_after = cpu_snapshot(network)
         except BaseException:
             self._stop_pings()
             raise
@@ -374,7 +384,9 @@ class ExperimentRunner:
             _stop_workload(outputs)  # also when interrupted: nothing outlives the run
         pings, record["calibration_problems"] = self._collect_pings()
         rows, record["workload"] = self._collect(network, variant, repetition, t0, outputs, since)
-        rows["pings"] = _ping_rows(pings, {"variant": variant.name, "repetition": repetition}, t0)
+        base = {"variant": variant.name, "repetition": repetition}
+        rows["pings"] = _ping_rows(pings, base, t0)
+        rows["cpu"] = cpu_rows(base, cpu_before, cpu_after, record["workload"])
         rows["events"] = [{**e, "variant": variant.name, "repetition": repetition} for e in events]
         for name, table_rows in rows.items():
             tables.append(name, table_rows)
@@ -449,7 +461,8 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------------ workload
 
-    def _start_workload(self, network, variant, tmp: Path, t0: float, repetition: int):
+    def _start_workload(self, network, variant, tmp: Path, repetition: int):
+        """Every client started, each to say ``ready`` and wait for its start time."""
         outputs = []
         number = self.experiment.variants.index(variant)
         for index, load in enumerate(variant.workload):
@@ -467,13 +480,13 @@ class ExperimentRunner:
                 "--max-in-flight", str(load.bound),
                 # the same arrivals in every variant: variants are compared call for call
                 "--seed", str(arrival_seed(self.experiment.seed, repetition, index)),
-                "--start-at", repr(t0),
+                "--start-on-stdin",
                 # unique in the run, so that the hops below a call are found by its id
                 "--trace", f"v{number}r{repetition}c{index}-",
                 "--out", str(out),
             ]  # fmt: skip
             process = network.hosts[load.client].popen(
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
             outputs.append((load, out, process))
         return outputs
@@ -728,6 +741,7 @@ class ExperimentRunner:
             stats.append(
                 {"client": load.client, "service": load.service}
                 | {k: written[k] for k in ("bound", "most_in_flight", "refused_at_bound")}
+                | {"cpu_s": written.get("cpu_s")}
             )
             for request in written["records"]:
                 traces.add(request["call_id"])
@@ -781,6 +795,55 @@ class Ping:
     process: subprocess.Popen
     started: float
     span_s: float
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    wall: float
+    machine: cpu.MachineTimes
+    programs: dict[str, tuple[str, float | None]]  # host: (role, CPU seconds so far)
+
+
+def cpu_snapshot(network) -> CpuSnapshot:
+    """Every node program's CPU time so far, and the machine's (docs/experiments.md)."""
+    programs = {
+        host: (_cpu_role(network, host, program.role), cpu.read_process(program.process.pid))
+        for host, program in network.programs.items()
+    }
+    return CpuSnapshot(time.time(), cpu.read_machine(), programs)
+
+
+def _cpu_role(network, host: str, role: str) -> str:
+    """An SG and an SR run the same router program: cpu.csv tells them apart."""
+    if role != "router":
+        return role
+    return "sg" if host in network.spec.gateways else "sr"
+
+
+def cpu_rows(base: dict, before: CpuSnapshot, after: CpuSnapshot, clients: list[dict]) -> list:
+    """cpu.csv's rows for a span: a row per node program and per workload client (its own
+    count, start-up included), ``other`` for the rest of the machine's busy time (the kernel
+    forwarding between namespaces, the runner, pings, tc) and ``idle``. The rows add up to the
+    machine's CPU time in the span (wall_s times the CPUs). A program that (re)started within
+    the span is left out of the sum and counts in ``other``."""
+    wall = round(after.wall - before.wall, 3)
+    rows, counted = [], 0.0
+    for host, (role, spent_after) in sorted(after.programs.items()):
+        _, spent_before = before.programs.get(host, (role, None))
+        if spent_after is None or spent_before is None or spent_after < spent_before:
+            continue
+        rows.append({**base, "node": host, "role": role, "cpu_s": spent_after - spent_before})
+        counted += spent_after - spent_before
+    for client in clients:
+        if client.get("cpu_s") is not None:
+            rows.append({**base, "node": client["client"], "role": "client",
+                         "cpu_s": client["cpu_s"]})  # fmt: skip
+            counted += client["cpu_s"]
+    busy = after.machine.busy_s - before.machine.busy_s
+    idle = after.machine.idle_s - before.machine.idle_s
+    rows.append({**base, "node": "", "role": "other", "cpu_s": max(0.0, busy - counted)})
+    rows.append({**base, "node": "", "role": "idle", "cpu_s": idle})
+    return [{**row, "cpu_s": round(row["cpu_s"], 3), "wall_s": wall} for row in rows]
 
 
 def _ping_rows(pings, base: dict, t0: float) -> list[dict]:
@@ -873,6 +936,38 @@ def _window_span_s(options) -> float:
     return (window + options.telemetry_interval_ms) / 1000
 
 
+def _wait_ready(outputs, timeout: float = CLIENT_READY_TIMEOUT_S) -> None:
+    """Until every client said ``ready``: Python started, its modules imported, which takes
+    seconds on the VM's one CPU. A client started on its own clock would lose the calls due
+    meanwhile (the first 0.6-2 s under UML)."""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as waiting:
+        for load, _, process in outputs:
+            waiting.register(process.stdout, selectors.EVENT_READ, (load, process))
+        while waiting.get_map():
+            left = deadline - time.monotonic()
+            ready = waiting.select(max(0.0, left)) if left > 0 else []
+            if not ready:
+                names = ", ".join(key.data[0].client for key in waiting.get_map().values())
+                raise DmscError(f"the workload of {names} not ready after {timeout:g} s")
+            for key, _ in ready:
+                load, process = key.data
+                if process.stdout.readline().strip() != b"ready":
+                    process.wait(5)
+                    error = process.stderr.read().decode(errors="replace")[-500:]
+                    raise DmscError(f"the workload of {load.client} did not start: {error}")
+                waiting.unregister(key.fileobj)
+
+
+def _start_clients(outputs) -> float:
+    """t0, told to every client (ready, see :func:`_wait_ready`): their schedules start then."""
+    t0 = time.time() + CLIENT_START_MARGIN_S
+    for _, _, process in outputs:
+        process.stdin.write(f"{t0!r}\n".encode())
+        process.stdin.close()
+    return t0
+
+
 def _stop_workload(outputs) -> None:
     for _, _, process in outputs:
         if process.poll() is None:
@@ -882,6 +977,9 @@ def _stop_workload(outputs) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for stream in (process.stdin, process.stdout):  # stderr: read by _written_requests
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 def _policy_change_rows(network, node: str, base: dict, t0: float, since: float) -> list[dict]:

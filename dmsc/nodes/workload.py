@@ -235,6 +235,12 @@ def parser() -> argparse.ArgumentParser:
         default=0.0,
         help="epoch seconds the schedule starts at (default: now)",
     )
+    parser.add_argument(
+        "--start-on-stdin",
+        action="store_true",
+        help="once set up, print 'ready' and start at the epoch seconds then read from stdin "
+        "(the runner starts every client first, so that none loses calls to its start-up)",
+    )
     parser.add_argument("--trace", default="t", help="call ids are TRACE0, TRACE1, ...")
     parser.add_argument("--out", type=Path, required=True)
     return parser
@@ -253,6 +259,19 @@ def _size(text: str) -> int:
     return int(text)
 
 
+def read_start_time() -> float:
+    """Say ``ready`` on stdout, then read the start time (epoch seconds) from stdin."""
+    print("ready", flush=True)
+    line = sys.stdin.readline()
+    try:
+        start = float(line)
+    except ValueError:
+        raise SystemExit(f"workload: expected a start time on stdin, got {line[:40]!r}") from None
+    if not math.isfinite(start):
+        raise SystemExit(f"workload: the start time read from stdin is {start}")
+    return start
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     address = str(name_address(args.target)) if args.target.startswith("/") else args.target
@@ -262,8 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         return target.call(call_id, timeout, args.request_bytes, args.response_bytes)
 
     records: list[dict] = []
+    start = read_start_time() if args.start_on_stdin else args.start_at
     now = time.time()
-    client = make_client(args, call, args.start_at or now, now)
+    client = make_client(args, call, start or now, now)
+    cpu_at_start = time.process_time()
     # SIGTERM (the runner stopping early) ends the run; what was measured is still written
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
@@ -274,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             "most_in_flight": client.counters.most_in_flight,
             "refused_at_bound": client.counters.refused_at_bound,
             "bound": getattr(client, "bound", 1),
+            # its CPU from the start of its schedule: the runner's cpu.csv counts the clients
+            "cpu_s": round(time.process_time() - cpu_at_start, 3),
         }
         args.out.write_text(json.dumps({"records": done, **stats}))
         target.close()

@@ -5,6 +5,7 @@ produces every table and figure; a run stopped half-way leaves what it had, mark
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -68,8 +69,10 @@ def test_a_link_failure_experiment_writes_every_table_and_figure(tmp_path):
     requests = tables["requests"]
     assert set(requests["variant"]) == {"routing-only", "scsc"}
     for _, per_variant in requests.groupby("variant"):
-        # open loop: 12 s at 20/s whatever the cut did (a few slots pass while it starts)
-        assert 220 <= len(per_variant) <= 240
+        # open loop: 12 s at 20/s whatever the cut did; the clients were ready before t0,
+        # so no slot passed while one started
+        assert len(per_variant) == 240
+        assert per_variant["intended_s"].min() == pytest.approx(0, abs=0.01)
         assert per_variant["ok"].mean() > 0.9
     events = tables["events"]
     assert list(events["action"]) == ["link_down", "link_up"] * 2
@@ -97,6 +100,18 @@ def test_a_link_failure_experiment_writes_every_table_and_figure(tmp_path):
     assert (summary["floor_p50_ms"] > 0).all() and (summary["floor_loss"] == 0).all()
     assert (folder / "calibration.csv").stat().st_size > 0
     assert "noise floor and netem accuracy" in done.stdout
+    # where the CPU went: every program and the client, the rest of the machine, its idle
+    cpu = tables["cpu"]
+    roles = {v: set(rows["role"]) for v, rows in cpu.groupby("variant")}
+    assert roles["scsc"] == {"sg", "sr", "pod", "spa", "scsc", "client", "other", "idle"}
+    assert roles["routing-only"] == roles["scsc"] - {"scsc"}
+    for _, rows in cpu.groupby(["variant", "repetition"]):
+        machine = rows["wall_s"].iloc[0] * os.cpu_count()
+        assert rows["cpu_s"].sum() == pytest.approx(machine, rel=0.1)
+        assert rows.loc[rows["role"] == "sg", "cpu_s"].sum() > 0
+    assert (folder / "cpu.png").stat().st_size > 0
+    shares = pd.read_csv(folder / "cpu_shares.csv")
+    assert set(shares["variant"]) == {"routing-only", "scsc"}
 
 
 REUSED = """\

@@ -15,6 +15,7 @@ impaired at 10 s and cleared at 14 s, both applied on time. Thresholds: max_dela
   pod4 at 10.0 and 10.4 (102 ms), 10.8 fails, pod1 from 11.2 (reroute 1.2) and after the clear.
 - routing-only #0: pod4 throughout, 102 ms during the impairment; no SCSC: no telemetry,
   decisions or policies.
+- cpu.csv: 16 s of one CPU per repetition (tests/unit/test_cpu.py has the shares by hand).
 
 results-incomplete: ``complete`` false, scsc #0 only, the run died at 12 s before the clear
 and before policies.csv was written. Telemetry at x.2 (detect 0.2), decision 10.6, pod4 at 10.0
@@ -43,6 +44,7 @@ NAN = math.nan
 # before: 25 calls of 2 ms; during: 10 due, one failed, eight 5 ms and one 102 ms.
 SCSC_0 = {
     "detect_s": 0.3, "decide_s": 0.5, "install_s": 0.6, "reroute_s": 0.8,
+    "false_alarms": 1,  # sg5->/B/1 without replies at 9.5, before the impairment
     "before_n": 25, "before_p50_ms": 2.0, "before_p95_ms": 2.0, "before_p999_ms": 2.0,
     "before_loss": 0.0,
     "during_n": 9, "during_p50_ms": 5.0, "during_p95_ms": 102.0, "during_p99_ms": 102.0,
@@ -50,14 +52,14 @@ SCSC_0 = {
     "after_n": 5, "after_p50_ms": 2.0, "after_p95_ms": 5.0, "after_loss": 0.0,  # [2, 2, 2, 5, 5]
 }  # fmt: skip
 SCSC_1 = {
-    "detect_s": 0.5, "decide_s": 0.9, "install_s": 1.0, "reroute_s": 1.2,
+    "detect_s": 0.5, "decide_s": 0.9, "install_s": 1.0, "reroute_s": 1.2, "false_alarms": 0,
     "before_p50_ms": 2.0, "before_p95_ms": 2.0, "before_loss": 0.0,
     # during: 7 x 5, 2 x 102
     "during_n": 9, "during_p50_ms": 5.0, "during_p95_ms": 102.0, "during_loss": 0.1,
     "after_p50_ms": 5.0, "after_p95_ms": 5.0, "after_loss": 0.0,
 }  # fmt: skip
 ROUTING_ONLY = {
-    "detect_s": NAN, "decide_s": NAN, "install_s": NAN, "reroute_s": NAN,
+    "detect_s": NAN, "decide_s": NAN, "install_s": NAN, "reroute_s": NAN, "false_alarms": NAN,
     "before_p50_ms": 2.0, "before_p95_ms": 2.0, "before_loss": 0.0,
     "during_n": 10, "during_p50_ms": 102.0, "during_p95_ms": 102.0, "during_loss": 0.0,
     "after_p50_ms": 2.0, "after_p95_ms": 2.0, "after_loss": 0.0,
@@ -336,8 +338,9 @@ def test_write_report_writes_summary_figures_and_latex(tmp_path):
     folder = copy(DELAY, tmp_path)
     paths = report.write_report(folder)
     assert [p.name for p in paths] == [
-        "summary.csv", "percentiles.csv", "calibration.csv", "latency.png", "latency.pdf",
-        "reroute.png", "reroute.pdf", "report.tex",
+        "summary.csv", "percentiles.csv", "calibration.csv", "detection.csv", "cpu_shares.csv",
+        "latency.png", "latency.pdf", "reroute.png", "reroute.pdf", "cpu.png", "cpu.pdf",
+        "report.tex",
     ]  # fmt: skip
     assert all(p.parent == folder and p.stat().st_size > 0 for p in paths)
     assert (folder / "latency.png").read_bytes().startswith(b"\x89PNG")
@@ -367,6 +370,7 @@ def test_an_incomplete_run_is_reported_as_far_as_it_goes(tmp_path):
         report.INCOMPLETE,
         "policies.csv is missing: read as empty",
         f"pings.csv is missing: {report.OPTIONAL_TABLES['pings']}",
+        f"cpu.csv is missing: {report.OPTIONAL_TABLES['cpu']}",
     )
     expected = {
         "detect_s": 0.2, "decide_s": 0.6, "install_s": NAN, "reroute_s": 0.8,

@@ -8,11 +8,13 @@ closed-loop client waits it out and so never makes (or measures) those calls.
 from __future__ import annotations
 
 import http.client
+import io
 import itertools
 import json
 import logging
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -162,31 +164,54 @@ def test_the_command_line_refuses_bad_numbers_by_name(capsys):
         assert bad[0] in capsys.readouterr().err
 
 
-def test_the_program_writes_its_records_and_its_bound(tmp_path):
-    answerer = Answerer("pod7", {}, (), HopLog(""))
-    service = HttpService(answerer, port=0)
+def run_program(argv: list[str]) -> int:
+    """workload.main against a local HTTP service (the caller's port patched to its own)."""
+    service = HttpService(Answerer("pod7", {}, (), HopLog("")), port=0)
     stop = service.start()
-    out = tmp_path / "requests.json"
+    original = HttpCaller.__init__
+
+    def on_port(self, address, keep_alive=True, port=80):
+        original(self, address, keep_alive, service.port)
+
+    HttpCaller.__init__ = on_port
     try:
-        argv = ["127.0.0.1", "--rate", "50", "--duration", "0.5", "--out", str(out)]
-        # the caller takes the address as it is: patch its port to the test server's
-        original = HttpCaller.__init__
-
-        def on_port(self, address, keep_alive=True, port=80):
-            original(self, address, keep_alive, service.port)
-
-        HttpCaller.__init__ = on_port
-        try:
-            assert workload.main(argv) == 0
-        finally:
-            HttpCaller.__init__ = original
+        return workload.main(["127.0.0.1", *argv])
     finally:
+        HttpCaller.__init__ = original
         stop()
+
+
+def test_the_program_writes_its_records_and_its_bound(tmp_path):
+    out = tmp_path / "requests.json"
+    assert run_program(["--rate", "50", "--duration", "0.5", "--out", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["bound"] == workload.default_bound(50, 1.0)
     assert len(written["records"]) == 25
     assert {r["served_by"] for r in written["records"]} == {"pod7"}
     assert [r["call_id"] for r in written["records"]] == [f"t{k}" for k in range(25)]
+    assert 0 <= written["cpu_s"] < 30
+
+
+def test_started_on_stdin_it_says_ready_and_keeps_every_call_of_its_schedule(
+    tmp_path, monkeypatch, capsys
+):
+    start = time.time() + 0.3  # after the program is set up: no slot passes unmade
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{start!r}\n"))
+    out = tmp_path / "requests.json"
+    argv = ["--rate", "50", "--duration", "0.5", "--start-on-stdin", "--out", str(out)]
+    assert run_program(argv) == 0
+    assert capsys.readouterr().out.startswith("ready\n")
+    records = json.loads(out.read_text())["records"]
+    assert len(records) == 25 and min(r["intended"] for r in records) == pytest.approx(start)
+
+
+@pytest.mark.parametrize("line", ["", "soon\n", "nan\n"])
+def test_a_start_time_that_is_not_one_ends_the_program_with_what_it_read(
+    tmp_path, monkeypatch, line
+):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(line))
+    with pytest.raises(SystemExit, match="start time"):
+        run_program(["--start-on-stdin", "--out", str(tmp_path / "r.json")])
 
 
 # ---------------------------------------------------------------- the service side
