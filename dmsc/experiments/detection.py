@@ -2,8 +2,9 @@
 
 A row per (variant, impairment) with an SCSC: what the variant set (``probe_interval_ms``,
 ``probe_window``, the limits of the first service its workload calls), what the impairment
-set (``delay_ms``, ``jitter_ms``, ``loss``) and what the link measured (``measured_rise_ms``,
-the median over repetitions of summary.csv's column), and over its repetitions:
+set (``delay_ms``, ``jitter_ms``, ``loss``; one way, per direction impaired) and what the
+link measured (``measured_rise_ms``: the echoes' RTT rise, twice the delay when both ways are
+impaired; the median over repetitions of summary.csv's column), and over its repetitions:
 
 - ``detected``: repetitions whose telemetry crossed a limit during the impairment
   (``detect_s`` not NaN), with ``detected_low`` and ``detected_high``, the 95 % Wilson interval
@@ -115,6 +116,9 @@ def detection_figure(detection: pd.DataFrame, title: str):
                      facecolors="none", edgecolors="red", zorder=3)  # fmt: skip
     axis.scatter([], [], s=110, facecolors="none", edgecolors="red", label="false alarm seen")
     axis.set_xscale("log")
+    delays = sorted(detection["delay_ms"].dropna().unique())
+    axis.set_xticks(delays, [f"{d:g}" for d in delays])  # the delays swept, not powers of 10
+    axis.minorticks_off()
     axis.set_ylim(-0.05, 1.05)
     axis.set_xlabel("delay added to the link (ms, each way)")
     axis.set_ylabel("repetitions detected (fraction)")
