@@ -92,6 +92,16 @@ def write_tables(frames: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
     return paths
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display: the VM and CI have none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def write_figure(figure, folder: Path, name: str) -> list[Path]:
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     figure.savefig(paths[0], dpi=150)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dmsc import results
+
 #: the roles in the order the figure stacks them: the data plane first, the control plane
 #: next, what is left last
 ROLES = ("sg", "sr", "pod", "client", "spa", "scsc", "other", "idle")
@@ -51,11 +53,7 @@ def cpu_shares(cpu: pd.DataFrame | None, variants: tuple[str, ...]) -> pd.DataFr
 def cpu_figure(shares: pd.DataFrame, title: str):
     """One horizontal bar per variant, each role's median share stacked (so the bars may
     fall a little short of or past 100 %: medians of parts are not parts of a median)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = results.pyplot()
     variants = list(dict.fromkeys(shares["variant"]))
     figure, axis = plt.subplots(figsize=(9, 1.4 + 0.5 * max(len(variants), 1)))
     present = set(shares["role"])

@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from dmsc import results
 from dmsc.experiments.stats import wilson_interval
 
 Z_95 = 1.959964
@@ -99,11 +100,7 @@ def sweeps(detection: pd.DataFrame) -> bool:
 def detection_figure(detection: pd.DataFrame, title: str):
     """The detected fraction (95 % Wilson interval as bars) against the impairment's delay, a
     line per probe interval; a hollow marker where some repetition had a false alarm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = results.pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.2))
     for colour, (interval, rows) in enumerate(detection.groupby("probe_interval_ms", sort=True)):
         rows = rows.sort_values("delay_ms")

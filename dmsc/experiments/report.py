@@ -931,12 +931,7 @@ def _title(run: ResultsRun, what: str) -> str:
 
 
 def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return results.pyplot()
 
 
 def latency_figure(run: ResultsRun):

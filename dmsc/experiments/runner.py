@@ -806,8 +806,9 @@ class CpuSnapshot:
 
 def cpu_snapshot(network) -> CpuSnapshot:
     """Every node program's CPU time so far, and the machine's (docs/experiments.md)."""
+    spent = cpu.read_processes(p.process.pid for p in network.programs.values())
     programs = {
-        host: (_cpu_role(network, host, program.role), cpu.read_process(program.process.pid))
+        host: (_cpu_role(network, host, program.role), spent[program.process.pid])
         for host, program in network.programs.items()
     }
     return CpuSnapshot(time.time(), cpu.read_machine(), programs)
@@ -822,10 +823,10 @@ def _cpu_role(network, host: str, role: str) -> str:
 
 def cpu_rows(base: dict, before: CpuSnapshot, after: CpuSnapshot, clients: list[dict]) -> list:
     """cpu.csv's rows for a span: a row per node program and per workload client (its own
-    count, start-up included), ``other`` for the rest of the machine's busy time (the kernel
-    forwarding between namespaces, the runner, pings, tc) and ``idle``. The rows add up to the
-    machine's CPU time in the span (wall_s times the CPUs). A program that (re)started within
-    the span is left out of the sum and counts in ``other``."""
+    count, from the start of its schedule), ``other`` for the rest of the machine's busy time
+    (the kernel forwarding between namespaces, the runner, pings, tc) and ``idle``. The rows
+    add up to the machine's CPU time in the span (wall_s times the CPUs). A program that
+    (re)started within the span is left out of the sum and counts in ``other``."""
     wall = round(after.wall - before.wall, 3)
     rows, counted = [], 0.0
     for host, (role, spent_after) in sorted(after.programs.items()):
@@ -946,7 +947,7 @@ def _wait_ready(outputs, timeout: float = CLIENT_READY_TIMEOUT_S) -> None:
             waiting.register(process.stdout, selectors.EVENT_READ, (load, process))
         while waiting.get_map():
             left = deadline - time.monotonic()
-            ready = waiting.select(max(0.0, left)) if left > 0 else []
+            ready = waiting.select(left) if left > 0 else []
             if not ready:
                 names = ", ".join(key.data[0].client for key in waiting.get_map().values())
                 raise DmscError(f"the workload of {names} not ready after {timeout:g} s")

@@ -50,16 +50,23 @@ def parse_machine_stat(text: str) -> MachineTimes:
     raise ValueError("no 'cpu' line")
 
 
-def read_process(pid: int, proc: Path = Path("/proc")) -> float | None:
-    """User + system seconds of ``pid`` and every process below it (what it started); None
-    when ``pid`` is gone. A descendant that exited during the span is not counted: its time
-    went to its parent's cutime only once waited for, which the node programs do not do."""
+def read_processes(pids, proc: Path = Path("/proc")) -> dict[int, float | None]:
+    """Per pid, user + system seconds of it and every process below it (what it started);
+    None when it is gone. One read of the process table for all. A descendant that exited
+    during the span is not counted: its time went to its parent's cutime only once waited
+    for, which the node programs do not do."""
     stats = _all_stats(proc)
-    if pid not in stats:
-        return None
     children: dict[int, list[int]] = {}
     for each, (parent, _) in stats.items():
         children.setdefault(parent, []).append(each)
+    return {pid: _tree_seconds(pid, stats, children) if pid in stats else None for pid in pids}
+
+
+def read_process(pid: int, proc: Path = Path("/proc")) -> float | None:
+    return read_processes([pid], proc)[pid]
+
+
+def _tree_seconds(pid: int, stats: dict, children: dict) -> float:
     total, pending = 0.0, [pid]
     while pending:
         current = pending.pop()
